@@ -1,0 +1,247 @@
+"""The Redis adapter: the only module that talks to Redis.
+
+- `sync` reads a channel's (epoch, seq, state) and the history after a position, atomically;
+- `publish` appends one event and updates the state in one atomic call, if the caller's known
+  position is still current (optimistic concurrency: the reducer stays in Python);
+- `follow` holds the process's single pub/sub subscription, reconnects with backoff, and reports
+  every time the subscription (re)becomes live, so the caller can catch up from history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from feed import keys, protocol, reducer
+from feed.errors import InvalidMessage, Unavailable
+from feed.protocol import Event, Position
+from feed.reducer import State
+
+log = logging.getLogger(__name__)
+
+_SCRIPT = resources.files("feed").joinpath("channel.lua").read_text(encoding="utf-8")
+MAX_HISTORY_READ = 10_000
+PING_EVERY = 5.0  # seconds of silence before the subscription is pinged
+DEAD_AFTER = 15.0  # seconds without any reply before the subscription is considered dead
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def new_epoch() -> str:
+    return f"{int(time.time()):x}{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Synced:
+    epoch: str
+    seq: int
+    state: State
+    events: list[Event]
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    channel: str
+    epoch: str
+    seq: int
+
+
+class Bus:
+    def __init__(self, url: str, *, history: int = 1000) -> None:
+        self.url = url
+        self.history = history
+        try:
+            self._redis = aioredis.Redis.from_url(
+                url,
+                socket_connect_timeout=3,
+                socket_timeout=10,
+                # A pooled connection may be stale after a Redis restart: one immediate retry on a
+                # fresh connection hides that; anything longer is the caller's backoff to decide.
+                retry=Retry(NoBackoff(), 1),
+            )
+        except ValueError as exc:
+            raise Unavailable(f"invalid Redis URL {redacted(url)!r}: {exc}") from None
+        self._script = self._redis.register_script(_SCRIPT)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+    def _unavailable(self, exc: BaseException) -> Unavailable:
+        return Unavailable(f"cannot use Redis at {redacted(self.url)}: {exc}")
+
+    async def ping(self) -> None:
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from exc
+
+    async def _run(self, channel: str, args: list[Any]) -> list[Any]:
+        try:
+            reply = await self._script(keys=[keys.meta_key(channel), keys.log_key(channel)], args=args)
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from exc
+        if not isinstance(reply, list) or len(reply) < 3:
+            raise Unavailable(f"unexpected reply from Redis for {channel}: {reply!r:.200}")
+        return reply
+
+    async def channels(self, limit: int = 10_000) -> list[str]:
+        """The channels Redis holds, sorted (`venue` first), at most `limit` of them."""
+        found: set[str] = set()
+        try:
+            async for key in self._redis.scan_iter(match=keys.META_PATTERN, count=500):
+                name = keys.channel_of_meta(_text(key))
+                with contextlib.suppress(InvalidMessage):
+                    if name is not None:
+                        found.add(keys.channel(name))
+                if len(found) >= limit:
+                    break
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from exc
+        return sorted(found, key=lambda c: (c != keys.VENUE, c))
+
+    @staticmethod
+    def _known(known: Position | None) -> list[Any]:
+        return [known.epoch, known.seq] if known else ["", -1]
+
+    async def sync(
+        self, channel: str, *, known: Position | None = None, after: Position | None = None
+    ) -> Synced:
+        """The channel as Redis has it now, with the events after `after` while history has them.
+
+        `known` is the caller's own trusted position: if Redis is behind it in the same epoch,
+        Redis lost data and the channel moves to a new epoch. Never pass a client's position.
+        """
+        after_args = [after.epoch, after.seq] if after else ["", -1]
+        reply = await self._run(
+            channel,
+            [
+                "sync",
+                new_epoch(),
+                orjson.dumps(reducer.initial(channel)),
+                *self._known(known),
+                *after_args,
+                MAX_HISTORY_READ,
+            ],
+        )
+        epoch, seq, state = _text(reply[0]), int(reply[1]), _state(channel, reply[2])
+        events = []
+        for raw in reply[3:]:
+            try:
+                events.append(protocol.parse_event(raw))
+            except InvalidMessage as exc:
+                log.warning("skipping a damaged history entry of %s: %s", channel, exc)
+        return Synced(epoch, seq, state, events)
+
+    async def publish(
+        self, channel: str, known: Position | None, kind: str, data: Any, ts: int, state: State
+    ) -> Published | Synced:
+        """Publish one event if `known` is still the channel's position; else return where the
+        channel stands now (`Synced` without events) so the caller can recompute and retry."""
+        head, middle, tail = protocol.envelope_parts(channel, kind, data, ts)
+        reply = await self._run(
+            channel,
+            [
+                "publish",
+                new_epoch(),
+                orjson.dumps(reducer.initial(channel)),
+                *self._known(known),
+                orjson.dumps(state),
+                head,
+                middle,
+                tail,
+                self.history,
+                keys.BUS,
+            ],
+        )
+        if int(reply[0]) == 1:
+            return Published(channel, _text(reply[1]), int(reply[2]))
+        return Synced(_text(reply[1]), int(reply[2]), _state(channel, reply[3]), [])
+
+    async def follow(
+        self,
+        on_live: Callable[[], None],
+        on_down: Callable[[str], None],
+        on_message: Callable[[bytes], None],
+    ) -> None:
+        """Hold the subscription to the bus until cancelled.
+
+        `on_live` runs every time Redis confirms the subscription: the first time and after every
+        reconnect, including redis-py's own silent ones, which would otherwise hide a gap.
+        `on_down` runs when the connection is lost; reconnection uses backoff with jitter.
+        """
+        backoff = 0.1
+        while True:
+            # retries=0: a broken connection must surface here, where it is reported.
+            client = aioredis.Redis.from_url(
+                self.url, socket_connect_timeout=3, retry=Retry(NoBackoff(), 0)
+            )
+            pubsub = client.pubsub()
+            try:
+                await pubsub.subscribe(keys.BUS)
+                last_reply = time.monotonic()
+                pinged = False
+                while True:
+                    msg = await pubsub.get_message(timeout=1.0)
+                    now = time.monotonic()
+                    if msg is None:
+                        if now - last_reply > DEAD_AFTER:
+                            raise TimeoutError(f"no reply from Redis for {DEAD_AFTER:.0f} s")
+                        if now - last_reply > PING_EVERY and not pinged:
+                            await pubsub.ping()
+                            pinged = True
+                        continue
+                    last_reply, pinged = now, False
+                    if msg["type"] == "subscribe":
+                        backoff = 0.1
+                        on_live()
+                    elif msg["type"] == "message":
+                        on_message(msg["data"])
+            except (RedisError, OSError) as exc:
+                on_down(f"{type(exc).__name__}: {exc}")
+            finally:
+                # Closing a connection to a Redis that is gone may fail; that must not hide why.
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+                with contextlib.suppress(RedisError, OSError):
+                    await client.aclose()
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, 5.0)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _state(channel: str, raw: Any) -> State:
+    """The stored state, or the initial one if what Redis holds is not a state at all."""
+    try:
+        state = orjson.loads(raw) if raw is not None else None
+    except orjson.JSONDecodeError:
+        state = None
+    if not isinstance(state, dict):
+        log.warning("state of %s in Redis is unreadable; using the initial state", channel)
+        return reducer.initial(channel)
+    return state

@@ -1,0 +1,63 @@
+-- One channel's state, history and live publication, changed atomically.
+--
+-- KEYS[1]  the channel's meta hash (epoch, seq, state)
+-- KEYS[2]  the channel's history stream (entry id "<seq>-0", field "m" = the envelope)
+-- ARGV[1]  "sync" or "publish"
+-- ARGV[2]  a fresh epoch, used only when the channel needs a new one
+-- ARGV[3]  the initial state (JSON), used only with a new epoch when there is no state
+-- ARGV[4]  the caller's known epoch ("" for none) and ARGV[5] its known seq (-1 for none)
+--
+-- sync:    ARGV[6] epoch and ARGV[7] seq to read history after, ARGV[8] most entries to return;
+--          returns {epoch, seq, state, envelope...}
+-- publish: ARGV[6] the new state, ARGV[7..9] the envelope cut around epoch and seq,
+--          ARGV[10] history length, ARGV[11] the pub/sub channel;
+--          returns {1, epoch, seq} when published, or {0, epoch, seq, state} when the caller's
+--          known position is not the channel's (recompute the state and try again)
+local meta, log = KEYS[1], KEYS[2]
+local known_epoch, known_seq = ARGV[4], tonumber(ARGV[5])
+
+local function new_epoch(keep_state)
+  redis.call('DEL', log)
+  if keep_state then
+    redis.call('HSET', meta, 'epoch', ARGV[2], 'seq', 0)
+  else
+    redis.call('HSET', meta, 'epoch', ARGV[2], 'seq', 0, 'state', ARGV[3])
+  end
+  return ARGV[2], 0
+end
+
+local epoch = redis.call('HGET', meta, 'epoch')
+local seq
+if not epoch then
+  -- Never published to, or Redis lost it: a new epoch, and nothing of the old one mixed in.
+  epoch, seq = new_epoch(false)
+else
+  seq = tonumber(redis.call('HGET', meta, 'seq')) or 0
+  if known_epoch == epoch and known_seq > seq then
+    -- Redis lost writes it had acknowledged (an older append-only file replayed): the same seq
+    -- would now name two different events, so move to a new epoch and keep the state.
+    epoch, seq = new_epoch(redis.call('HEXISTS', meta, 'state') == 1)
+  end
+end
+
+if ARGV[1] == 'sync' then
+  local reply = {epoch, seq, redis.call('HGET', meta, 'state')}
+  local after = tonumber(ARGV[7])
+  if ARGV[6] == epoch and after >= 0 and after < seq then
+    local entries = redis.call('XRANGE', log, (after + 1) .. '-0', '+', 'COUNT', tonumber(ARGV[8]))
+    for _, entry in ipairs(entries) do
+      reply[#reply + 1] = entry[2][2]
+    end
+  end
+  return reply
+end
+
+if known_epoch ~= epoch or known_seq ~= seq then
+  return {0, epoch, seq, redis.call('HGET', meta, 'state')}
+end
+seq = seq + 1
+local envelope = ARGV[7] .. epoch .. ARGV[8] .. seq .. ARGV[9]
+redis.call('XADD', log, 'MAXLEN', '~', ARGV[10], seq .. '-0', 'm', envelope)
+redis.call('HSET', meta, 'seq', seq, 'state', ARGV[6])
+redis.call('PUBLISH', ARGV[11], envelope)
+return {1, epoch, seq}

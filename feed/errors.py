@@ -1,0 +1,74 @@
+"""The project's errors, and the one place that maps them to HTTP statuses and websocket codes.
+
+Every error a user can cause or meet derives from `FeedError` and also from the builtin it is
+closest to, so callers that only know Python's vocabulary (`ValueError`, `ConnectionError`) still
+catch them.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class CloseCode(IntEnum):
+    """Websocket close codes the server uses, and what a client should do on each.
+
+    1000-1015 are RFC 6455 codes; 4000-4999 are ours. Codes in `RECONNECT` mean "come back and
+    resume with your last (epoch, seq)"; the others mean "do not retry the same thing".
+    """
+
+    NORMAL = 1000
+    GOING_AWAY = 1001  # server shutting down or restarting: reconnect with backoff
+    UNSUPPORTED = 1003  # binary frame sent where only JSON text is accepted
+    POLICY = 1008  # repeated invalid messages: fix the client before reconnecting
+    TOO_BIG = 1009  # a frame over the size limit
+    INTERNAL = 1011  # a server bug: reconnect with backoff
+    TRY_AGAIN = 1013  # server over capacity: reconnect later
+    SLOW = 4008  # the client fell too far behind: reconnect at once and resume
+
+
+RECONNECT = frozenset({CloseCode.GOING_AWAY, CloseCode.INTERNAL, CloseCode.TRY_AGAIN, CloseCode.SLOW})
+
+
+class FeedError(Exception):
+    """Root of the project's errors. `code` is the stable, machine-readable name."""
+
+    code = "feed_error"
+    http_status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidMessage(FeedError, ValueError):
+    """Input that breaks the rules: a bad frame, field, status, channel or text."""
+
+    code = "invalid"
+    http_status = 400
+
+
+class LimitExceeded(FeedError, ValueError):
+    """Input that is well formed but over a documented limit."""
+
+    code = "limit"
+    http_status = 413
+
+
+class Unavailable(FeedError, ConnectionError):
+    """Redis cannot be reached (or answered in a way we cannot use); retrying may help."""
+
+    code = "unavailable"
+    http_status = 503
+
+
+class Conflict(FeedError, RuntimeError):
+    """A change kept losing the race against concurrent changes to the same channel."""
+
+    code = "conflict"
+    http_status = 409
+
+
+def error_body(error: FeedError) -> dict[str, str]:
+    """The JSON body of an HTTP error and the payload of a websocket error message."""
+    return {"code": error.code, "message": error.message}

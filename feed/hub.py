@@ -1,0 +1,252 @@
+"""The hub: per-process fan-out of channel events to connected clients, without I/O.
+
+The hub keeps, for every channel someone here cares about, the latest state it knows with its
+`(epoch, seq)`, the last few encoded events, and the clients subscribed to it. Everything here is
+synchronous and runs on the event loop thread, so "send the snapshot" and "add to the subscribers"
+happen in one step and no event can fall between them. The Redis side (feed.relay) feeds it events
+and the results of reads; clients receive bytes through `Sink.send`, which must never block.
+
+A channel is *live* while the hub is sure it has seen every event up to `seq`. It is not live
+before its first load, and after the Redis subscription dropped or an event came out of order;
+then incoming events are buffered until a sync read from Redis says where the channel stands.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from feed import protocol, reducer
+from feed.protocol import Event, Position
+from feed.reducer import State
+
+RECENT_EVENTS = 128  # events kept per channel to resume short gaps without asking Redis
+MAX_BUFFERED = 10_000  # events held while a channel syncs; past that a snapshot is cheaper
+MAX_IDLE_CHANNELS = 1024  # channels kept with no subscribers, for quick returns
+
+
+class Sink(Protocol):
+    """A client connection as the hub sees it. `send` queues bytes and returns at once."""
+
+    def send(self, frame: bytes) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NeedHistory:
+    """The hub cannot resume this client from memory: read events `after`..`upto` from Redis."""
+
+    channel: str
+    after: Position
+    upto: int
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """A client attached to a channel that is not live for it yet."""
+
+    since: Position | None
+    reading_history: bool = False
+    pending: list[bytes] = field(default_factory=list)  # events after `upto`, held meanwhile
+
+
+@dataclass(slots=True)
+class Channel:
+    name: str
+    epoch: str | None = None
+    seq: int = 0
+    state: State | None = None
+    live: bool = False
+    subscribers: dict[Sink, None] = field(default_factory=dict)  # an ordered set
+    waiting: dict[Sink, _Waiting] = field(default_factory=dict)
+    recent: deque[tuple[int, bytes]] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
+    buffered: list[Event] = field(default_factory=list)
+
+    @property
+    def position(self) -> Position | None:
+        return Position(self.epoch, self.seq) if self.epoch is not None else None
+
+    def idle(self) -> bool:
+        return not self.subscribers and not self.waiting
+
+
+class Hub:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.channels: dict[str, Channel] = {}
+        self._clock = clock
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # ---- clients -----------------------------------------------------------------------------
+
+    def subscribe(self, sink: Sink, name: str, since: Position | None) -> NeedHistory | bool:
+        """Attach `sink` to a channel. Returns False when done, True when the channel must first be
+        loaded from Redis, or a NeedHistory for events only Redis still has."""
+        ch = self.channels.get(name)
+        if ch is None:
+            ch = self.channels[name] = Channel(name)
+        ch.subscribers.pop(sink, None)
+        ch.waiting.pop(sink, None)
+        if ch.state is None:
+            ch.waiting[sink] = _Waiting(since)
+            return True
+        return self._attach(ch, sink, since)
+
+    def _attach(self, ch: Channel, sink: Sink, since: Position | None) -> NeedHistory | bool:
+        assert ch.epoch is not None
+        if since is None or since.epoch != ch.epoch or since.seq > ch.seq:
+            self._join_with_snapshot(ch, sink)
+            return False
+        missed = ch.seq - since.seq
+        if missed == 0 or (len(ch.recent) >= missed and ch.recent[-missed][0] == since.seq + 1):
+            for _, frame in list(ch.recent)[len(ch.recent) - missed :] if missed else ():
+                sink.send(frame)
+            self._join(ch, sink, resumed=True)
+            return False
+        ch.waiting[sink] = _Waiting(since, reading_history=True)
+        return NeedHistory(ch.name, since, ch.seq)
+
+    def history(self, sink: Sink, need: NeedHistory, events: Iterable[Event] | None) -> None:
+        """Finish a NeedHistory with the events Redis returned (None: it could not say)."""
+        ch = self.channels.get(need.channel)
+        waiting = ch.waiting.get(sink) if ch else None
+        if ch is None or waiting is None or not waiting.reading_history:
+            return  # unsubscribed meanwhile, or already given a snapshot by a channel reset
+        del ch.waiting[sink]
+        wanted = need.after.seq + 1
+        frames = []
+        for ev in events or ():
+            if ev.epoch != need.after.epoch or ev.seq > need.upto:
+                break
+            if ev.seq == wanted:
+                frames.append(ev.frame())
+                wanted += 1
+        if wanted != need.upto + 1 or ch.epoch != need.after.epoch:
+            self._join_with_snapshot(ch, sink)
+            return
+        for frame in frames:
+            sink.send(frame)
+        for frame in waiting.pending:
+            sink.send(frame)
+        self._join(ch, sink, resumed=True)
+
+    def unsubscribe(self, sink: Sink, name: str) -> None:
+        ch = self.channels.get(name)
+        if ch is None:
+            return
+        ch.subscribers.pop(sink, None)
+        ch.waiting.pop(sink, None)
+        if ch.idle():
+            self._evict_idle()
+
+    def _evict_idle(self) -> None:
+        idle = [name for name, ch in self.channels.items() if ch.idle()]
+        for name in idle[: max(0, len(idle) - MAX_IDLE_CHANNELS)]:
+            del self.channels[name]
+
+    def _join_with_snapshot(self, ch: Channel, sink: Sink) -> None:
+        sink.send(self._snapshot(ch))
+        self._join(ch, sink, resumed=False)
+
+    def _join(self, ch: Channel, sink: Sink, *, resumed: bool) -> None:
+        assert ch.epoch is not None
+        ch.subscribers[sink] = None
+        sink.send(protocol.subscribed(ch.name, ch.epoch, ch.seq, resumed))
+
+    def _snapshot(self, ch: Channel) -> bytes:
+        assert ch.epoch is not None and ch.state is not None
+        return protocol.snapshot(ch.name, ch.epoch, ch.seq, reducer.current(ch.state, self._now_ms()))
+
+    # ---- Redis side --------------------------------------------------------------------------
+
+    def event(self, ev: Event) -> bool:
+        """Take one event from the bus. Returns True when the channel needs a sync from Redis."""
+        ch = self.channels.get(ev.channel)
+        if ch is None:
+            return False  # nobody here follows that channel
+        if not ch.live:
+            if len(ch.buffered) < MAX_BUFFERED:
+                ch.buffered.append(ev)
+            return False
+        if ev.epoch == ch.epoch and ev.seq <= ch.seq:
+            return False  # a duplicate: already applied
+        if ev.epoch != ch.epoch or ev.seq != ch.seq + 1:
+            ch.live = False  # out of order or a new epoch: something was missed
+            ch.buffered.append(ev)
+            return True
+        self._apply(ch, ev)
+        return False
+
+    def _apply(self, ch: Channel, ev: Event) -> None:
+        assert ch.state is not None
+        ch.state = reducer.apply(ch.state, ev.kind, ev.data, ev.ts)
+        ch.seq = ev.seq
+        frame = ev.frame()  # encoded once, the same bytes for every receiver
+        ch.recent.append((ev.seq, frame))
+        for sink in ch.subscribers:
+            sink.send(frame)
+        for waiting in ch.waiting.values():
+            if waiting.reading_history:
+                waiting.pending.append(frame)
+
+    def suspend(self) -> None:
+        """The Redis subscription dropped: buffer everything until each channel is synced again."""
+        for ch in self.channels.values():
+            ch.live = False
+
+    def synced(
+        self, name: str, epoch: str, seq: int, state: State, events: list[Event]
+    ) -> tuple[bool, list[tuple[Sink, NeedHistory]]]:
+        """Bring a channel up to what Redis said: its (epoch, seq, state) and the events after the
+        position the hub asked from; then apply what was buffered meanwhile and go live.
+
+        Returns whether the buffer showed a gap (the channel needs another sync), and the
+        clients that were waiting for this load and now need history from Redis."""
+        ch = self.channels.get(name)
+        if ch is None:
+            return False, []
+        needs: list[tuple[Sink, NeedHistory]] = []
+        catch_up = [ev for ev in events if ev.epoch == ch.epoch and ev.seq > ch.seq]
+        contiguous = all(ev.seq == ch.seq + 1 + i for i, ev in enumerate(catch_up))
+        if ch.state is None or epoch != ch.epoch or not contiguous or ch.seq + len(catch_up) != seq:
+            needs = self._reset(ch, epoch, seq, state)
+        else:
+            for ev in catch_up:
+                self._apply(ch, ev)
+        # Events of another epoch were published before the reset Redis just told us about; a
+        # newer epoch would show again on its next event, which triggers a sync of its own.
+        buffered = [ev for ev in ch.buffered if ev.epoch == ch.epoch]
+        ch.buffered = []
+        ch.live = True
+        for i, ev in enumerate(buffered):
+            if self.event(ev):
+                ch.buffered.extend(buffered[i + 1 :])
+                return True, needs
+        return False, needs
+
+    def _reset(
+        self, ch: Channel, epoch: str, seq: int, state: State
+    ) -> list[tuple[Sink, NeedHistory]]:
+        """Take Redis's word for the channel: subscribers get a fresh snapshot, and clients
+        waiting for the first load are attached (some of them need history to resume)."""
+        ch.epoch, ch.seq, ch.state = epoch, seq, state
+        ch.recent.clear()
+        if ch.subscribers:
+            frame = self._snapshot(ch)
+            for sink in ch.subscribers:
+                sink.send(frame)
+        waiting, ch.waiting = ch.waiting, {}
+        needs: list[tuple[Sink, NeedHistory]] = []
+        for sink, w in waiting.items():
+            if w.reading_history:
+                self._join_with_snapshot(ch, sink)
+            elif isinstance(need := self._attach(ch, sink, w.since), NeedHistory):
+                needs.append((sink, need))
+        return needs
+
+    def positions(self) -> dict[str, Position | None]:
+        """Where each channel stands, for the sync reads after the subscription went live."""
+        return {name: ch.position for name, ch in self.channels.items()}

@@ -1,0 +1,73 @@
+"""Channel names and every Redis key the project uses, in one place.
+
+Channels:
+- `room:<room-id>`: a room's status and the announcements aimed at that room;
+- `venue`: the announcements for everyone.
+
+Redis, per channel `<ch>`:
+- `feed:{<ch>}:meta`: hash with `epoch`, `seq` and `state` (JSON), the channel's latest value;
+- `feed:{<ch>}:log`: capped stream of event envelopes, entry id `<seq>-0`;
+and one pub/sub channel, `feed:bus`, that carries every envelope to every web process.
+The braces are a Redis Cluster hash tag: a channel's two keys always live on the same shard, which
+the atomic publish script needs.
+"""
+
+from __future__ import annotations
+
+import re
+
+from feed.errors import InvalidMessage
+
+VENUE = "venue"
+ROOM_PREFIX = "room:"
+BUS = "feed:bus"
+
+MAX_ROOM_ID = 64
+_ROOM_ID = re.compile(r"[a-z0-9](?:[a-z0-9_-]{0,63})")
+
+
+def room_id(value: str) -> str:
+    """Validate a room id: lowercase letters, digits, `-` and `_`, 1-64 characters."""
+    if not isinstance(value, str) or not _ROOM_ID.fullmatch(value):
+        raise InvalidMessage(
+            f"invalid room id {value!r}: use 1-{MAX_ROOM_ID} lowercase letters, digits, '-' or '_',"
+            " starting with a letter or digit"
+        )
+    return value
+
+
+def room_channel(room: str) -> str:
+    return ROOM_PREFIX + room_id(room)
+
+
+def channel(value: object) -> str:
+    """Validate a channel name (`venue` or `room:<room-id>`) and return it."""
+    if value == VENUE:
+        return VENUE
+    if isinstance(value, str) and value.startswith(ROOM_PREFIX):
+        room_id(value[len(ROOM_PREFIX) :])
+        return value
+    raise InvalidMessage(f"unknown channel {value!r}: expected 'venue' or 'room:<room-id>'")
+
+
+def room_of(ch: str) -> str | None:
+    """The room id of a room channel, None for `venue`."""
+    return ch[len(ROOM_PREFIX) :] if ch.startswith(ROOM_PREFIX) else None
+
+
+def meta_key(ch: str) -> str:
+    return f"feed:{{{ch}}}:meta"
+
+
+def log_key(ch: str) -> str:
+    return f"feed:{{{ch}}}:log"
+
+
+META_PATTERN = "feed:{*}:meta"
+
+
+def channel_of_meta(key: str) -> str | None:
+    """The channel a meta key belongs to, None for a key that is not one of ours."""
+    if key.startswith("feed:{") and key.endswith("}:meta"):
+        return key[len("feed:{") : -len("}:meta")]
+    return None

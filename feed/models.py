@@ -1,0 +1,126 @@
+"""The domain's values and their validation: what a room status and an announcement may be.
+
+Validators take loose input (CLI strings, JSON from a client or from Redis) and return the clean
+dict that travels in an event's `data`, or raise `InvalidMessage` saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from typing import Any
+
+from feed import keys
+from feed.errors import InvalidMessage
+
+MAX_DELAY_MINUTES = 24 * 60
+MAX_TEXT = 2000
+MAX_SESSION_ID = 200
+MAX_ANNOUNCEMENT_ID = 64
+MAX_ROOMS_PER_ANNOUNCEMENT = 500
+
+
+class Status(StrEnum):
+    UPCOMING = "upcoming"
+    STARTING = "starting"
+    LIVE = "live"
+    DELAYED = "delayed"
+    FULL = "full"
+    ENDED = "ended"
+    CANCELLED = "cancelled"
+    MOVED = "moved"
+
+
+class Priority(StrEnum):
+    INFO = "info"
+    IMPORTANT = "important"
+    EMERGENCY = "emergency"
+
+
+class Kind(StrEnum):
+    """What an event does to its channel's state."""
+
+    STATUS = "status"
+    ANNOUNCE = "announce"
+    RETRACT = "retract"
+
+
+def _choice(enum: type[StrEnum], value: object, what: str) -> str:
+    try:
+        return enum(value).value
+    except ValueError:
+        valid = ", ".join(m.value for m in enum)
+        raise InvalidMessage(f"unknown {what} {value!r}: use one of {valid}") from None
+
+
+def status_data(
+    status: object,
+    *,
+    delay: object = 0,
+    session: object = None,
+    moved_to: object = None,
+) -> dict[str, Any]:
+    """A room status change. Any status may follow any other: operators correct mistakes."""
+    clean = _choice(Status, status, "status")
+    if isinstance(delay, bool) or not isinstance(delay, int):
+        raise InvalidMessage(f"delay must be a whole number of minutes, not {delay!r}")
+    if not 0 <= delay <= MAX_DELAY_MINUTES:
+        raise InvalidMessage(f"delay must be between 0 and {MAX_DELAY_MINUTES} minutes, not {delay}")
+    if session is not None and (
+        not isinstance(session, str) or not session.strip() or len(session) > MAX_SESSION_ID
+    ):
+        raise InvalidMessage(f"session must be a non-empty id of at most {MAX_SESSION_ID} characters")
+    if moved_to is not None:
+        if clean != Status.MOVED:
+            raise InvalidMessage("moved_to is only meaningful with the status 'moved'")
+        if not isinstance(moved_to, str):
+            raise InvalidMessage(f"moved_to must be a room id, not {moved_to!r}")
+        keys.room_id(moved_to)
+    return {"status": clean, "delay": delay, "session": session, "moved_to": moved_to}
+
+
+def text(value: object, what: str = "text") -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidMessage(f"{what} must be non-empty")
+    if len(value) > MAX_TEXT:
+        raise InvalidMessage(f"{what} is {len(value)} characters; the limit is {MAX_TEXT}")
+    if any(ord(c) < 32 and c not in "\n\t" for c in value):
+        raise InvalidMessage(f"{what} contains control characters")
+    return value
+
+
+def new_announcement_id() -> str:
+    return secrets.token_hex(8)
+
+
+def announcement(
+    text_value: object,
+    *,
+    rooms: list[str] | tuple[str, ...] = (),
+    priority: object = Priority.INFO,
+    ts: int,
+    expires_at: int | None = None,
+    announcement_id: str | None = None,
+) -> dict[str, Any]:
+    """An announcement as it is stored and sent. `ts` and `expires_at` are Unix milliseconds."""
+    clean_rooms = sorted({keys.room_id(r) for r in rooms})
+    if len(clean_rooms) > MAX_ROOMS_PER_ANNOUNCEMENT:
+        raise InvalidMessage(f"an announcement may name at most {MAX_ROOMS_PER_ANNOUNCEMENT} rooms")
+    if expires_at is not None and expires_at <= ts:
+        raise InvalidMessage("an announcement must expire after it is posted")
+    aid = announcement_id or new_announcement_id()
+    if not aid or len(aid) > MAX_ANNOUNCEMENT_ID or not aid.isascii() or not aid.isprintable():
+        raise InvalidMessage(f"announcement id must be 1-{MAX_ANNOUNCEMENT_ID} printable ASCII characters")
+    return {
+        "id": aid,
+        "text": text(text_value),
+        "priority": _choice(Priority, priority, "priority"),
+        "rooms": clean_rooms,
+        "ts": ts,
+        "expires_at": expires_at,
+    }
+
+
+def announcement_channels(rooms: list[str]) -> list[str]:
+    """Where an announcement goes: each named room's channel, or `venue` when none is named."""
+    return [keys.room_channel(r) for r in rooms] if rooms else [keys.VENUE]

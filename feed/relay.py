@@ -1,0 +1,149 @@
+"""The relay: joins the Redis bus to the hub in one web process.
+
+It owns the two loops of a process: `follow` (the one pub/sub subscription, feeding events into
+the hub) and the syncer (reads from Redis that bring channels up to date: the first load of a
+channel, and a catch-up of every channel each time the subscription becomes live). Client
+resumes that the hub cannot serve from memory become history reads here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Iterable, Mapping
+
+from feed import protocol
+from feed.bus import Bus
+from feed.errors import InvalidMessage, Unavailable
+from feed.hub import Hub, NeedHistory, Sink
+from feed.protocol import Position
+
+log = logging.getLogger(__name__)
+
+SYNC_BATCH = 64  # channels read from Redis concurrently in one round of the syncer
+
+
+class Relay:
+    def __init__(self, bus: Bus, hub: Hub, on_health: Callable[[bool], None] = lambda _: None):
+        self.bus = bus
+        self.hub = hub
+        self.live = False  # the subscription is confirmed and nothing is known to be missing
+        self.bad_envelopes = 0
+        self._generation = 0  # bumped each time the subscription is confirmed
+        self._on_health = on_health
+        self._stale: set[str] = set()
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Follow the bus and keep channels synced until cancelled."""
+        syncer = asyncio.create_task(self._syncer(), name="feed-syncer")
+        try:
+            await self.bus.follow(self._on_live, self._on_down, self._on_message)
+        finally:
+            syncer.cancel()
+            for task in [syncer, *self._tasks]:
+                task.cancel()
+            await asyncio.gather(syncer, *self._tasks, return_exceptions=True)
+
+    # ---- what clients ask ---------------------------------------------------------------------
+
+    def subscribe(self, sink: Sink, channels: Iterable[str], since: Mapping[str, Position]) -> None:
+        for name in channels:
+            outcome = self.hub.subscribe(sink, name, since.get(name))
+            if outcome is True:
+                self._want(name)
+            elif isinstance(outcome, NeedHistory):
+                self._spawn(self._read_history(sink, outcome))
+
+    def unsubscribe(self, sink: Sink, channels: Iterable[str]) -> None:
+        for name in channels:
+            self.hub.unsubscribe(sink, name)
+
+    async def _read_history(self, sink: Sink, need: NeedHistory) -> None:
+        try:
+            synced = await self.bus.sync(need.channel, after=need.after)
+            events = synced.events if synced.epoch == need.after.epoch else None
+        except Unavailable as exc:
+            log.info("history of %s unavailable, sending a snapshot instead: %s", need.channel, exc)
+            events = None
+        self.hub.history(sink, need, events)
+
+    # ---- what Redis says ----------------------------------------------------------------------
+
+    def _on_live(self) -> None:
+        log.info("subscribed to Redis; catching up %d channel(s) from history", len(self.hub.channels))
+        self._generation += 1
+        self.hub.suspend()
+        self._want(*self.hub.channels)
+        self._set_live(True)
+
+    def _on_down(self, reason: str) -> None:
+        log.warning("lost the Redis subscription (%s); serving the last known state", reason)
+        self.hub.suspend()
+        self._set_live(False)
+
+    def _set_live(self, live: bool) -> None:
+        if live != self.live:
+            self.live = live
+            self._on_health(live)
+
+    def _on_message(self, raw: bytes) -> None:
+        try:
+            event = protocol.parse_event(raw)
+        except InvalidMessage as exc:
+            self.bad_envelopes += 1
+            log.warning("dropping a malformed envelope from Redis: %s", exc)
+            return
+        if self.hub.event(event):
+            self._want(event.channel)
+
+    # ---- syncing ------------------------------------------------------------------------------
+
+    def _want(self, *names: str) -> None:
+        self._stale.update(names)
+        self._wake.set()
+
+    async def _syncer(self) -> None:
+        backoff = 0.1
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.live and self._stale:
+                batch = [self._stale.pop() for _ in range(min(SYNC_BATCH, len(self._stale)))]
+                positions = self.hub.positions()
+                results = await asyncio.gather(
+                    *(self._sync_one(name, positions.get(name)) for name in batch),
+                    return_exceptions=True,
+                )
+                failed = [n for n, r in zip(batch, results, strict=True) if r is not None]
+                if failed:
+                    self._stale.update(failed)
+                    await asyncio.sleep(backoff * (0.5 + random.random()))
+                    backoff = min(backoff * 2, 5.0)
+                else:
+                    backoff = 0.1
+
+    async def _sync_one(self, name: str, known: Position | None) -> None:
+        generation = self._generation
+        try:
+            synced = await self.bus.sync(name, known=known, after=known)
+        except Unavailable as exc:
+            log.info("sync of %s failed, will retry: %s", name, exc)
+            raise
+        if not self.live or generation != self._generation:
+            # The subscription dropped while we read: events published after this read may have
+            # been missed, so it proves nothing. The next confirmation syncs everything again.
+            self._stale.add(name)
+            return
+        gap, needs = self.hub.synced(name, synced.epoch, synced.seq, synced.state, synced.events)
+        if gap:
+            self._want(name)
+        for sink, need in needs:
+            self._spawn(self._read_history(sink, need))
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,82 @@
+"""Settings: one typed object, built at the entry point and passed down explicitly.
+
+Precedence, highest first: command-line flags, `FEED_*` environment variables, the TOML file named
+by `--config` or `FEED_CONFIG`, then the defaults below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from feed.errors import InvalidMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # None: start (or share) the embedded Redis kept in `data_dir`.
+    redis_url: str | None = None
+    data_dir: Path = Path("var")
+    # Events kept per channel in Redis for resuming clients.
+    history: int = 1000
+    # A client whose unsent frames pass either limit is disconnected as slow (close 4008).
+    client_queue_bytes: int = 4 * 1024 * 1024
+    client_queue_frames: int = 10_000
+    log_level: str = "info"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _convert(name: str, value: Any, source: str) -> Any:
+    kind = _FIELDS[name].type
+    try:
+        if kind == "int":
+            number = int(value)
+            if number < (0 if name == "port" else 1) or (name == "port" and number > 65535):
+                raise ValueError(f"{number} is out of range")
+            return number
+        if kind == "Path":
+            return Path(str(value))
+        if kind == "str | None":
+            return str(value) if value not in (None, "") else None
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidMessage(f"{source}: invalid value {value!r} for {name}: {exc}") from None
+
+
+def load(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Build the settings from flags (None values mean "not given"), environment and file."""
+    environ = os.environ if environ is None else environ
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    values: dict[str, Any] = {}
+    path = config_file or (Path(environ["FEED_CONFIG"]) if environ.get("FEED_CONFIG") else None)
+    if path is not None:
+        try:
+            table = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise InvalidMessage(f"cannot read the configuration file {path}: {exc}") from None
+        for key, value in table.items():
+            name = key.replace("-", "_")
+            if name not in _FIELDS:
+                raise InvalidMessage(f"{path}: unknown setting {key!r}")
+            values[name] = _convert(name, value, str(path))
+    for name in _FIELDS:
+        env_name = "FEED_" + name.upper()
+        if env_name in environ:
+            values[name] = _convert(name, environ[env_name], env_name)
+    for name, value in flags.items():
+        if name in _FIELDS:
+            values[name] = _convert(name, value, "--" + name.replace("_", "-"))
+    return Settings(**values)

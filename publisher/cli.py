@@ -1,0 +1,151 @@
+"""The `feed` command: serve, publish, watch.
+
+Exit status: 0 done; 1 Redis or the server unreachable; 2 bad input (one line on stderr, never a
+traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from feed import embedded, models
+from feed.errors import FeedError, InvalidMessage, Unavailable
+from feed.settings import Settings, load
+
+EXIT_UNAVAILABLE = 1
+EXIT_INVALID = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # noqa: ANN401 - argparse's signature
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_INVALID, f"{self.prog}: {message}\n")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--redis-url", help="Redis to use (else FEED_REDIS_URL, else the embedded one)")
+    p.add_argument("--data-dir", type=Path, help="folder of the embedded Redis (default ./var)")
+    p.add_argument("--config", type=Path, help="TOML settings file (else FEED_CONFIG)")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = _Parser(prog="feed", description="Live session feed of a conference venue.")
+    sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = sub.add_parser("serve", help="serve websockets and HTTP (starts an embedded Redis)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    _common(serve)
+
+    publish = sub.add_parser("publish", help="publish a room status or an announcement")
+    what = publish.add_subparsers(dest="what", required=True, parser_class=_Parser)
+    status = what.add_parser("status", help="set a room's status")
+    status.add_argument("room", help="room id, e.g. atlas")
+    status.add_argument("status", help=", ".join(s.value for s in models.Status))
+    status.add_argument("--delay", type=int, default=0, help="minutes late (default 0)")
+    status.add_argument("--session", help="id of the session this status is about")
+    status.add_argument("--to", dest="moved_to", help="with 'moved': the room it moved to")
+    _common(status)
+    announce = what.add_parser("announce", help="post an announcement")
+    announce.add_argument("text")
+    announce.add_argument(
+        "--room", action="append", default=[], help="aim at a room (repeat); default everyone"
+    )
+    announce.add_argument("--priority", default="info", help="info, important or emergency")
+    announce.add_argument("--expires", type=float, help="minutes until it disappears")
+    _common(announce)
+    retract = what.add_parser("retract", help="withdraw an announcement")
+    retract.add_argument("id", help="the id printed when it was announced")
+    retract.add_argument("--room", action="append", default=[], help="rooms it was aimed at")
+    _common(retract)
+
+    watch = sub.add_parser("watch", help="print a channel's snapshot and live events")
+    watch.add_argument("channels", nargs="*", help="venue, room:<id>, ... (default: all)")
+    watch.add_argument("--url", default="http://127.0.0.1:8080", help="the feed server")
+    watch.add_argument("--json", action="store_true", help="print raw messages as JSON lines")
+    return top
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    flags = {k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__}
+    return load(flags, config_file=getattr(args, "config", None))
+
+
+def _redis_url(settings: Settings) -> str:
+    if settings.redis_url:
+        return settings.redis_url
+    url = embedded.discover(settings.data_dir)
+    if url is None:
+        raise Unavailable(
+            f"no running `feed serve` with an embedded Redis in {settings.data_dir.resolve()};"
+            " start one from this folder, or pass --redis-url (or set FEED_REDIS_URL)"
+        )
+    return url
+
+
+async def _publish(args: argparse.Namespace, settings: Settings) -> str:
+    from publisher.api import Publisher  # noqa: PLC0415 - keeps `feed watch` start-up light
+
+    async with Publisher(_redis_url(settings), history=settings.history) as pub:
+        if args.what == "status":
+            done = await pub.status(
+                args.room, args.status, delay=args.delay, session=args.session, moved_to=args.moved_to
+            )
+            return f"{done.channel} #{done.seq}: {args.status}" + (
+                f" +{args.delay} min" if args.delay else ""
+            )
+        if args.what == "announce":
+            expires = args.expires * 60 if args.expires is not None else None
+            data = await pub.announce(
+                args.text, rooms=args.room, priority=args.priority, expires_in=expires
+            )
+            where = ", ".join(data["rooms"]) or "everyone"
+            return f"announcement {data['id']} [{data['priority']}] sent to {where}"
+        await pub.retract(args.id, rooms=args.room)
+        return f"announcement {args.id} withdrawn"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = _settings(args) if args.command != "watch" else None
+        if args.command == "serve":
+            assert settings is not None
+            from web.server import serve  # noqa: PLC0415 - aiohttp only where it is needed
+
+            logging.basicConfig(
+                level=settings.log_level.upper(),
+                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            )
+            asyncio.run(serve(settings))
+            return 0
+        if args.command == "publish":
+            assert settings is not None
+            print(asyncio.run(_publish(args, settings)))
+            return 0
+        from web.watch import Watcher  # noqa: PLC0415
+
+        with contextlib.suppress(KeyboardInterrupt):
+            return asyncio.run(Watcher(args.url, args.channels, raw=args.json).run())
+        return 0
+    except InvalidMessage as exc:
+        print(f"feed {args.command}: {exc.message}", file=sys.stderr)
+        return EXIT_INVALID
+    except FeedError as exc:
+        print(f"feed {args.command}: {exc.message}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except OSError as exc:  # e.g. the port is taken
+        print(f"feed {args.command}: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

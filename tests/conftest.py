@@ -1,0 +1,209 @@
+"""Fixtures that start real things: private Redis servers and `feed serve` processes.
+
+Every process started here is stopped when its test ends, even when the test fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from feed.embedded import RedisProcess, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture
+def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisProcess]]:
+    """Start private redis-server processes on free loopback ports; all are stopped at the end."""
+    started: list[RedisProcess] = []
+
+    def start(appendonly: bool = True) -> RedisProcess:
+        proc = RedisProcess(
+            tmp_path / f"redis{len(started)}", port=free_port(), appendonly=appendonly
+        )
+        proc.start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()
+
+
+@pytest.fixture
+def redis(redis_factory: Callable[..., RedisProcess]) -> RedisProcess:
+    return redis_factory()
+
+
+def feed_command(*args: str) -> list[str]:
+    """The `feed` command, run with this interpreter (the console script is the same entry)."""
+    return [sys.executable, "-m", "publisher.cli", *args]
+
+
+def get(url: str, timeout: float = 2.0) -> tuple[int, Any]:
+    """An HTTP GET with the standard library: (status, parsed JSON body)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            return answer.status, orjson.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, orjson.loads(exc.read())
+
+
+@dataclass
+class FeedServer:
+    """A `feed serve` child process."""
+
+    port: int
+    args: list[str]
+    cwd: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.cwd / f"serve-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self, wait_ready: bool = True, timeout: float = 15.0) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                feed_command("serve", "--port", str(self.port), *self.args),
+                cwd=self.cwd,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        path = "/readyz" if wait_ready else "/healthz"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"feed serve exited early:\n{self.log()}")
+            with contextlib.suppress(OSError):
+                if get(self.url + path, timeout=0.5)[0] == 200:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"feed serve not ready in {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+
+@pytest.fixture
+def feed_server(tmp_path: Path) -> Iterator[Callable[..., FeedServer]]:
+    """Start `feed serve` processes: `feed_server(redis_url)` or `feed_server(None)` (embedded)."""
+    servers: list[FeedServer] = []
+
+    def start(redis_url: str | None, *extra: str, wait_ready: bool = True) -> FeedServer:
+        args = [*extra] + (["--redis-url", redis_url] if redis_url else [])
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
+        server = FeedServer(free_port(), args, tmp_path, env)
+        servers.append(server)
+        server.start(wait_ready=wait_ready)
+        return server
+
+    yield start
+    for server in servers:
+        if server.proc is not None and server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()
+
+
+class Client:
+    """A websocket client on the `websockets` library, independent of the server's stack."""
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+        self.seen: list[dict[str, Any]] = []
+
+    async def send(self, msg: dict[str, Any] | str | bytes) -> None:
+        await self.conn.send(msg if isinstance(msg, str | bytes) else orjson.dumps(msg).decode())
+
+    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        msg: dict[str, Any] = orjson.loads(await asyncio.wait_for(self.conn.recv(), timeout))
+        self.seen.append(msg)
+        return msg
+
+    async def until(
+        self, pred: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+    ) -> list[dict[str, Any]]:
+        """Messages received up to and including the first that satisfies `pred`."""
+        got = []
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise TimeoutError(f"condition not met; received {got}")
+            msg = await self.recv(left)
+            got.append(msg)
+            if pred(msg):
+                return got
+
+    async def subscribe(
+        self, channels: list[str], since: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Subscribe and return what came until every channel is confirmed live."""
+        msg: dict[str, Any] = {"type": "subscribe", "channels": channels}
+        if since is not None:
+            msg["since"] = since
+        await self.send(msg)
+        pending = set(channels)
+        got = []
+        while pending:
+            batch = await self.until(
+                lambda m: m.get("type") == "subscribed" and m.get("channel") in pending
+            )
+            pending.discard(batch[-1]["channel"])
+            got += batch
+        return got
+
+    async def events(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        got = []
+        while len(got) < count:
+            msg = await self.recv(timeout)
+            if msg["type"] == "event":
+                got.append(msg)
+        return got
+
+
+@contextlib.asynccontextmanager
+async def connect(ws_url: str, **kwargs: Any) -> AsyncIterator[Client]:
+    async with websockets.connect(ws_url, open_timeout=5, **kwargs) as conn:
+        client = Client(conn)
+        hello = await client.recv()
+        assert hello["type"] == "hello"
+        yield client

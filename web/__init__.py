@@ -1,0 +1,1 @@
+"""The aiohttp application: websockets, HTTP API, health, and the pages."""

@@ -1,0 +1,111 @@
+"""The aiohttp application: websocket endpoint, health, readiness, and JSON errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from feed import protocol
+from feed.bus import Bus
+from feed.errors import CloseCode, FeedError, error_body
+from feed.hub import Hub
+from feed.relay import Relay
+from feed.settings import Settings
+from web import ws
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+REDIS_URL = web.AppKey("redis_url", str)
+RELAY = web.AppKey("relay", Relay)
+CLIENTS = web.AppKey("clients", set[ws.Client])
+
+
+def create_app(settings: Settings, redis_url: str) -> web.Application:
+    app = web.Application(middlewares=[json_errors])
+    app[SETTINGS] = settings
+    app[REDIS_URL] = redis_url
+    app[CLIENTS] = set()
+    app.cleanup_ctx.append(_relay)
+    app.on_shutdown.append(_going_away)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/ws", websocket)
+    app.router.add_get("/api/channels", channels)
+    return app
+
+
+async def _relay(app: web.Application) -> AsyncIterator[None]:
+    clients = app[CLIENTS]
+
+    def on_health(live: bool) -> None:
+        frame = protocol.health(live, ws.now_ms())
+        for client in clients:
+            client.send(frame)
+
+    bus = Bus(app[REDIS_URL], history=app[SETTINGS].history)
+    relay = Relay(bus, Hub(), on_health)
+    app[RELAY] = relay
+    task = asyncio.create_task(relay.run(), name="feed-relay")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await bus.aclose()
+
+
+async def _going_away(app: web.Application) -> None:
+    for client in list(app[CLIENTS]):
+        client.close(CloseCode.GOING_AWAY, "server shutting down")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    relay = request.app[RELAY]
+    if relay.live:
+        return web.json_response({"ready": True, "redis": "subscribed"})
+    return web.json_response(
+        {"ready": False, "redis": "unavailable", "detail": "not subscribed to Redis; retrying"},
+        status=503,
+    )
+
+
+async def channels(request: web.Request) -> web.Response:
+    """The channels that exist in Redis: `venue` and every room published to or read."""
+    return web.json_response({"channels": await request.app[RELAY].bus.channels()})
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    return await ws.handle(request, app[RELAY], app[CLIENTS], app[SETTINGS])
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error answer is JSON that says what is wrong, whatever raised it."""
+    try:
+        return await handler(request)
+    except FeedError as exc:
+        return web.json_response(error_body(exc), status=exc.http_status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        text = exc.text or ""
+        if not text or text.startswith(str(exc.status)):  # aiohttp's default "404: Not Found"
+            text = f"{exc.reason}: {request.method} {request.path}"
+        body = {"code": exc.reason.lower().replace(" ", "_"), "message": text}
+        return web.json_response(body, status=exc.status, headers=_allow(exc))
+
+
+def _allow(exc: web.HTTPException) -> dict[str, str]:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else {}

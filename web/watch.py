@@ -1,0 +1,160 @@
+"""`feed watch`: a terminal client on the `websockets` library (independent of the server's stack).
+
+It prints each snapshot and event as it arrives, and after a disconnect reconnects with backoff and
+resumes from its last (epoch, seq) per channel, so the output has no silent gap: a resume that the
+server cannot serve exactly shows up as a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+import urllib.request
+from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from feed.errors import RECONNECT, CloseCode
+
+MAX_BACKOFF = 10.0
+
+
+def ws_url(url: str) -> str:
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    path = parts.path.rstrip("/")
+    return urlunsplit((scheme, parts.netloc, path if path.endswith("/ws") else path + "/ws", "", ""))
+
+
+def _clock(ts_ms: int | None = None) -> str:
+    return time.strftime("%H:%M:%S", time.localtime((ts_ms / 1000) if ts_ms else None))
+
+
+def describe(msg: dict[str, Any]) -> str | None:
+    """One line for a server message, or None for messages not worth a line."""
+    kind = msg.get("type")
+    ch = str(msg.get("channel", ""))
+    if kind == "snapshot":
+        state = msg.get("state") or {}
+        parts = [f"{_clock()}  {ch:<16} snapshot #{msg.get('seq')} (epoch {msg.get('epoch')})"]
+        if "status" in state:
+            parts.append(_status(state))
+        for a in state.get("announcements", []):
+            parts.append(f"\n{'':26}{_announcement(a)}")
+        return "  ".join(parts[:2]) + "".join(parts[2:])
+    if kind == "event":
+        data = msg.get("data") or {}
+        head = f"{_clock(msg.get('ts'))}  {ch:<16} #{msg.get('seq')} {msg.get('kind')}"
+        if msg.get("kind") == "status":
+            return f"{head}  {_status(data)}"
+        if msg.get("kind") == "announce":
+            return f"{head}  {_announcement(data)}"
+        if msg.get("kind") == "retract":
+            return f"{head}  announcement {data.get('id')} withdrawn"
+        return f"{head}  {orjson.dumps(data).decode()}"
+    if kind == "health":
+        return f"{_clock()}  server {'live again' if msg.get('live') else 'lost Redis: updates paused'}"
+    return None
+
+
+def _status(s: dict[str, Any]) -> str:
+    text = str(s.get("status") or "no status yet")
+    if s.get("delay"):
+        text += f" +{s['delay']} min"
+    if s.get("moved_to"):
+        text += f" -> room {s['moved_to']}"
+    if s.get("session"):
+        text += f" (session {s['session']})"
+    return text
+
+
+def _announcement(a: dict[str, Any]) -> str:
+    where = ", ".join(a.get("rooms") or []) or "everyone"
+    return f"[{a.get('priority')}] {a.get('text')}  (to {where}; id {a.get('id')})"
+
+
+class Watcher:
+    def __init__(self, url: str, channels: list[str], *, raw: bool = False, out: TextIO = sys.stdout):
+        self.url = ws_url(url)
+        self.channels = channels
+        self.raw = raw
+        self.out = out
+        self.positions: dict[str, dict[str, Any]] = {}
+
+    def _print(self, line: str, *, err: bool = False) -> None:
+        print(line, file=sys.stderr if err else self.out, flush=True)
+
+    async def _all_channels(self) -> list[str]:
+        """Every channel the server knows, for a watch started without naming any."""
+        url = self.url.replace("ws", "http", 1).removesuffix("/ws") + "/api/channels"
+
+        def fetch() -> list[str]:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                return list(orjson.loads(answer.read())["channels"])
+
+        names = await asyncio.to_thread(fetch)
+        return names if "venue" in names else ["venue", *names]
+
+    async def run(self) -> int:
+        backoff = 0.5
+        while not self.channels:
+            try:
+                self.channels = await self._all_channels()
+            except (OSError, ValueError, KeyError) as exc:
+                self._print(f"{_clock()}  cannot list channels at {self.url}: {exc}", err=True)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+        self._print(f"{_clock()}  watching {', '.join(self.channels)}", err=True)
+        while True:
+            try:
+                async with websockets.connect(self.url, open_timeout=5, max_size=2**24) as conn:
+                    backoff = 0.5
+                    await conn.send(
+                        orjson.dumps(
+                            {"type": "subscribe", "channels": self.channels, "since": self.positions}
+                        ).decode()
+                    )
+                    async for raw in conn:
+                        self._handle(orjson.loads(raw))
+                    code = conn.close_code
+            except ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd else None
+            except (OSError, InvalidHandshake, asyncio.TimeoutError) as exc:
+                code = None
+                self._print(f"{_clock()}  cannot connect to {self.url}: {exc}", err=True)
+            except InvalidURI as exc:
+                self._print(f"feed watch: {exc}", err=True)
+                return 2
+            if code is not None and code not in RECONNECT and code != CloseCode.NORMAL:
+                self._print(f"{_clock()}  the server closed the connection ({code}); stopping", err=True)
+                return 1
+            delay = backoff * (0.5 + random.random())
+            self._print(f"{_clock()}  disconnected; resuming in {delay:.1f} s", err=True)
+            await asyncio.sleep(delay)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _handle(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("type")
+        ch = msg.get("channel")
+        if kind in ("snapshot", "event") and isinstance(ch, str):
+            last = self.positions.get(ch)
+            seq = msg.get("seq")
+            if (
+                kind == "event"
+                and last
+                and last["epoch"] == msg.get("epoch")
+                and seq != last["seq"] + 1
+            ):
+                self._print(f"{_clock()}  {ch}: expected #{last['seq'] + 1}, got #{seq}", err=True)
+            self.positions[ch] = {"epoch": msg.get("epoch"), "seq": seq}
+        if kind == "error":
+            self._print(f"{_clock()}  server error {msg.get('code')}: {msg.get('message')}", err=True)
+        elif self.raw:
+            self._print(orjson.dumps(msg).decode())
+        elif (line := describe(msg)) is not None:
+            self._print(line)
