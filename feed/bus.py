@@ -100,7 +100,9 @@ class Bus:
 
     async def _run(self, channel: str, args: list[Any]) -> list[Any]:
         try:
-            reply = await self._script(keys=[keys.meta_key(channel), keys.log_key(channel)], args=args)
+            reply = await self._script(
+                keys=[keys.meta_key(channel), keys.log_key(channel)], args=args
+            )
         except (RedisError, OSError) as exc:
             raise self._unavailable(exc) from exc
         if not isinstance(reply, list) or len(reply) < 3:
@@ -156,7 +158,7 @@ class Bus:
         return Synced(epoch, seq, state, events)
 
     async def publish(
-        self, channel: str, known: Position | None, kind: str, data: Any, ts: int, state: State
+        self, channel: str, known: Position | None, *, kind: str, data: Any, ts: int, state: State
     ) -> Published | Synced:
         """Publish one event if `known` is still the channel's position; else return where the
         channel stands now (`Synced` without events) so the caller can recompute and retry."""
@@ -224,7 +226,7 @@ class Bus:
             finally:
                 # Closing a connection to a Redis that is gone may fail; that must not hide why.
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py has no hints here
                 with contextlib.suppress(RedisError, OSError):
                     await client.aclose()
             await asyncio.sleep(backoff * (0.5 + random.random()))

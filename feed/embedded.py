@@ -73,7 +73,7 @@ def ping(url: str, timeout: float = 1.0) -> bool:
         if url.startswith("unix://"):
             conn = socket.socket(socket.AF_UNIX)
             conn.settimeout(timeout)
-            conn.connect(url[len("unix://") :].split("?")[0])
+            conn.connect(url[len("unix://") :].split("?", maxsplit=1)[0])
             password = None
         else:
             from urllib.parse import urlsplit  # noqa: PLC0415
@@ -202,7 +202,7 @@ class EmbeddedRedis:
         return self.process is not None
 
     def start(self) -> str:
-        """Start this folder's Redis, or share the one another `feed serve` runs. Returns its URL."""
+        """Start this folder's Redis, or share another `feed serve`'s. Returns its URL."""
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self.try_own():
             assert self.process is not None

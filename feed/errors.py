@@ -27,7 +27,9 @@ class CloseCode(IntEnum):
     SLOW = 4008  # the client fell too far behind: reconnect at once and resume
 
 
-RECONNECT = frozenset({CloseCode.GOING_AWAY, CloseCode.INTERNAL, CloseCode.TRY_AGAIN, CloseCode.SLOW})
+RECONNECT = frozenset(
+    {CloseCode.GOING_AWAY, CloseCode.INTERNAL, CloseCode.TRY_AGAIN, CloseCode.SLOW}
+)
 
 
 class FeedError(Exception):

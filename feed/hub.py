@@ -63,6 +63,7 @@ class Channel:
     waiting: dict[Sink, _Waiting] = field(default_factory=dict)
     recent: deque[tuple[int, bytes]] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
     buffered: list[Event] = field(default_factory=list)
+    overflowed: bool = False  # events were dropped from `buffered`: a sync must read them again
 
     @property
     def position(self) -> Position | None:
@@ -158,7 +159,9 @@ class Hub:
 
     def _snapshot(self, ch: Channel) -> bytes:
         assert ch.epoch is not None and ch.state is not None
-        return protocol.snapshot(ch.name, ch.epoch, ch.seq, reducer.current(ch.state, self._now_ms()))
+        return protocol.snapshot(
+            ch.name, ch.epoch, ch.seq, reducer.current(ch.state, self._now_ms())
+        )
 
     # ---- Redis side --------------------------------------------------------------------------
 
@@ -170,6 +173,8 @@ class Hub:
         if not ch.live:
             if len(ch.buffered) < MAX_BUFFERED:
                 ch.buffered.append(ev)
+            else:
+                ch.overflowed = True
             return False
         if ev.epoch == ch.epoch and ev.seq <= ch.seq:
             return False  # a duplicate: already applied
@@ -216,16 +221,20 @@ class Hub:
         else:
             for ev in catch_up:
                 self._apply(ch, ev)
-        # Events of another epoch were published before the reset Redis just told us about; a
-        # newer epoch would show again on its next event, which triggers a sync of its own.
+        # Events of another epoch are either older than what Redis just said (dropped) or newer
+        # (the channel moved on after our read): one more sync tells which, and converges, as
+        # the buffer is empty by then. Events dropped for room need that sync too.
         buffered = [ev for ev in ch.buffered if ev.epoch == ch.epoch]
-        ch.buffered = []
+        again = ch.overflowed or len(buffered) != len(ch.buffered)
+        ch.buffered, ch.overflowed = [], False
         ch.live = True
         for i, ev in enumerate(buffered):
             if self.event(ev):
                 ch.buffered.extend(buffered[i + 1 :])
                 return True, needs
-        return False, needs
+        if again:
+            ch.live = False
+        return again, needs
 
     def _reset(
         self, ch: Channel, epoch: str, seq: int, state: State

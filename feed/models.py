@@ -46,11 +46,10 @@ class Kind(StrEnum):
 
 
 def _choice(enum: type[StrEnum], value: object, what: str) -> str:
-    try:
-        return enum(value).value
-    except ValueError:
-        valid = ", ".join(m.value for m in enum)
-        raise InvalidMessage(f"unknown {what} {value!r}: use one of {valid}") from None
+    if isinstance(value, str) and value in enum._value2member_map_:
+        return str(enum(value).value)  # a plain str, whether given a str or an enum member
+    valid = ", ".join(m.value for m in enum)
+    raise InvalidMessage(f"unknown {what} {value!r}: use one of {valid}")
 
 
 def status_data(
@@ -65,11 +64,15 @@ def status_data(
     if isinstance(delay, bool) or not isinstance(delay, int):
         raise InvalidMessage(f"delay must be a whole number of minutes, not {delay!r}")
     if not 0 <= delay <= MAX_DELAY_MINUTES:
-        raise InvalidMessage(f"delay must be between 0 and {MAX_DELAY_MINUTES} minutes, not {delay}")
+        raise InvalidMessage(
+            f"delay must be between 0 and {MAX_DELAY_MINUTES} minutes, not {delay}"
+        )
     if session is not None and (
         not isinstance(session, str) or not session.strip() or len(session) > MAX_SESSION_ID
     ):
-        raise InvalidMessage(f"session must be a non-empty id of at most {MAX_SESSION_ID} characters")
+        raise InvalidMessage(
+            f"session must be a non-empty id of at most {MAX_SESSION_ID} characters"
+        )
     if moved_to is not None:
         if clean != Status.MOVED:
             raise InvalidMessage("moved_to is only meaningful with the status 'moved'")
@@ -110,7 +113,9 @@ def announcement(
         raise InvalidMessage("an announcement must expire after it is posted")
     aid = announcement_id or new_announcement_id()
     if not aid or len(aid) > MAX_ANNOUNCEMENT_ID or not aid.isascii() or not aid.isprintable():
-        raise InvalidMessage(f"announcement id must be 1-{MAX_ANNOUNCEMENT_ID} printable ASCII characters")
+        raise InvalidMessage(
+            f"announcement id must be 1-{MAX_ANNOUNCEMENT_ID} printable ASCII characters"
+        )
     return {
         "id": aid,
         "text": text(text_value),

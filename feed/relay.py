@@ -73,7 +73,9 @@ class Relay:
     # ---- what Redis says ----------------------------------------------------------------------
 
     def _on_live(self) -> None:
-        log.info("subscribed to Redis; catching up %d channel(s) from history", len(self.hub.channels))
+        log.info(
+            "subscribed to Redis; catching up %d channel(s) from history", len(self.hub.channels)
+        )
         self._generation += 1
         self.hub.suspend()
         self._want(*self.hub.channels)

@@ -32,6 +32,7 @@ class Settings:
     log_level: str = "info"
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 
@@ -39,6 +40,8 @@ def _convert(name: str, value: Any, source: str) -> Any:
     kind = _FIELDS[name].type
     try:
         if kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                raise ValueError("expected a whole number")
             number = int(value)
             if number < (0 if name == "port" else 1) or (name == "port" and number > 65535):
                 raise ValueError(f"{number} is out of range")
@@ -47,7 +50,9 @@ def _convert(name: str, value: Any, source: str) -> Any:
             return Path(str(value))
         if kind == "str | None":
             return str(value) if value not in (None, "") else None
-        return str(value)
+        if name == "log_level" and str(value).lower() not in LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+        return str(value).lower() if name == "log_level" else str(value)
     except (TypeError, ValueError) as exc:
         raise InvalidMessage(f"{source}: invalid value {value!r} for {name}: {exc}") from None
 

@@ -10,7 +10,9 @@ Each call returns once the change is in Redis (and on its way to every web proce
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
@@ -33,6 +35,9 @@ class Publisher:
         # Where each channel stood after our last publish: usually still true, which makes a
         # publish one round trip. When another publisher moved it, Redis says so and we retry.
         self._known: dict[str, Synced] = {}
+        # Concurrent calls on one Publisher take turns per channel, so only other processes can
+        # make a publish retry.
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def __aenter__(self) -> Publisher:
         try:
@@ -59,6 +64,10 @@ class Publisher:
     async def publish(self, channel: str, kind: str, data: Any) -> Published:
         """Publish one event on one channel; the reducer computes the state stored beside it."""
         channel = keys.channel(channel)
+        async with self._locks[channel]:
+            return await self._publish(channel, kind, data)
+
+    async def _publish(self, channel: str, kind: str, data: Any) -> Published:
         ts = self._now_ms()
         for _ in range(MAX_ATTEMPTS):
             known = self._known.get(channel)
@@ -66,7 +75,7 @@ class Publisher:
                 known = await self._bus.sync(channel)
             state = reducer.apply(known.state, kind, data, ts)
             result = await self._bus.publish(
-                channel, Position(known.epoch, known.seq), kind, data, ts, state
+                channel, Position(known.epoch, known.seq), kind=kind, data=data, ts=ts, state=state
             )
             if isinstance(result, Published):
                 self._known[channel] = Synced(result.epoch, result.seq, state, [])

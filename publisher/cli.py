@@ -17,14 +17,14 @@ from typing import Any
 
 from feed import embedded, models
 from feed.errors import FeedError, InvalidMessage, Unavailable
-from feed.settings import Settings, load
+from feed.settings import LOG_LEVELS, Settings, load
 
 EXIT_UNAVAILABLE = 1
 EXIT_INVALID = 2
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # noqa: ANN401 - argparse's signature
+    def error(self, message: str) -> Any:
         self.print_usage(sys.stderr)
         self.exit(EXIT_INVALID, f"{self.prog}: {message}\n")
 
@@ -42,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve websockets and HTTP (starts an embedded Redis)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-level", choices=LOG_LEVELS)
     _common(serve)
 
     publish = sub.add_parser("publish", help="publish a room status or an announcement")
@@ -97,7 +97,11 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> str:
     async with Publisher(_redis_url(settings), history=settings.history) as pub:
         if args.what == "status":
             done = await pub.status(
-                args.room, args.status, delay=args.delay, session=args.session, moved_to=args.moved_to
+                args.room,
+                args.status,
+                delay=args.delay,
+                session=args.session,
+                moved_to=args.moved_to,
             )
             return f"{done.channel} #{done.seq}: {args.status}" + (
                 f" +{args.delay} min" if args.delay else ""

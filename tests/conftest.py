@@ -162,7 +162,7 @@ class Client:
         self, pred: Callable[[dict[str, Any]], bool], timeout: float = 5.0
     ) -> list[dict[str, Any]]:
         """Messages received up to and including the first that satisfies `pred`."""
-        got = []
+        got: list[dict[str, Any]] = []
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             left = deadline - asyncio.get_running_loop().time()
@@ -192,7 +192,7 @@ class Client:
         return got
 
     async def events(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-        got = []
+        got: list[dict[str, Any]] = []
         while len(got) < count:
             msg = await self.recv(timeout)
             if msg["type"] == "event":

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 REDIS_URL = web.AppKey("redis_url", str)
 RELAY = web.AppKey("relay", Relay)
-CLIENTS = web.AppKey("clients", set[ws.Client])
+CLIENTS: web.AppKey[set[ws.Client]] = web.AppKey("clients")
 
 
 def create_app(settings: Settings, redis_url: str) -> web.Application:
@@ -59,7 +59,8 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _going_away(app: web.Application) -> None:
-    for client in list(app[CLIENTS]):
+    clients = app[CLIENTS]
+    for client in list(clients):
         client.close(CloseCode.GOING_AWAY, "server shutting down")
 
 

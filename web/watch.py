@@ -28,7 +28,9 @@ def ws_url(url: str) -> str:
     parts = urlsplit(url if "://" in url else "http://" + url)
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
     path = parts.path.rstrip("/")
-    return urlunsplit((scheme, parts.netloc, path if path.endswith("/ws") else path + "/ws", "", ""))
+    return urlunsplit(
+        (scheme, parts.netloc, path if path.endswith("/ws") else path + "/ws", "", "")
+    )
 
 
 def _clock(ts_ms: int | None = None) -> str:
@@ -58,7 +60,8 @@ def describe(msg: dict[str, Any]) -> str | None:
             return f"{head}  announcement {data.get('id')} withdrawn"
         return f"{head}  {orjson.dumps(data).decode()}"
     if kind == "health":
-        return f"{_clock()}  server {'live again' if msg.get('live') else 'lost Redis: updates paused'}"
+        what = "live again" if msg.get("live") else "lost Redis: updates paused"
+        return f"{_clock()}  server {what}"
     return None
 
 
@@ -79,7 +82,9 @@ def _announcement(a: dict[str, Any]) -> str:
 
 
 class Watcher:
-    def __init__(self, url: str, channels: list[str], *, raw: bool = False, out: TextIO = sys.stdout):
+    def __init__(
+        self, url: str, channels: list[str], *, raw: bool = False, out: TextIO = sys.stdout
+    ):
         self.url = ws_url(url)
         self.channels = channels
         self.raw = raw
@@ -116,7 +121,11 @@ class Watcher:
                     backoff = 0.5
                     await conn.send(
                         orjson.dumps(
-                            {"type": "subscribe", "channels": self.channels, "since": self.positions}
+                            {
+                                "type": "subscribe",
+                                "channels": self.channels,
+                                "since": self.positions,
+                            }
                         ).decode()
                     )
                     async for raw in conn:
@@ -124,14 +133,16 @@ class Watcher:
                     code = conn.close_code
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else None
-            except (OSError, InvalidHandshake, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, InvalidHandshake) as exc:
                 code = None
                 self._print(f"{_clock()}  cannot connect to {self.url}: {exc}", err=True)
             except InvalidURI as exc:
                 self._print(f"feed watch: {exc}", err=True)
                 return 2
             if code is not None and code not in RECONNECT and code != CloseCode.NORMAL:
-                self._print(f"{_clock()}  the server closed the connection ({code}); stopping", err=True)
+                self._print(
+                    f"{_clock()}  the server closed the connection ({code}); stopping", err=True
+                )
                 return 1
             delay = backoff * (0.5 + random.random())
             self._print(f"{_clock()}  disconnected; resuming in {delay:.1f} s", err=True)
@@ -153,7 +164,9 @@ class Watcher:
                 self._print(f"{_clock()}  {ch}: expected #{last['seq'] + 1}, got #{seq}", err=True)
             self.positions[ch] = {"epoch": msg.get("epoch"), "seq": seq}
         if kind == "error":
-            self._print(f"{_clock()}  server error {msg.get('code')}: {msg.get('message')}", err=True)
+            self._print(
+                f"{_clock()}  server error {msg.get('code')}: {msg.get('message')}", err=True
+            )
         elif self.raw:
             self._print(orjson.dumps(msg).decode())
         elif (line := describe(msg)) is not None:

@@ -48,6 +48,7 @@ class Client:
         self._wake = asyncio.Event()
         self.close_code: CloseCode | None = None
         self.close_reason = ""
+        self._writer: asyncio.Task[None] | None = None
 
     def send(self, frame: bytes) -> None:
         if self.close_code is not None:
@@ -64,24 +65,40 @@ class Client:
         self._wake.set()
 
     def close(self, code: CloseCode, reason: str) -> None:
-        """Ask the writer to close the connection once what is queued has gone out."""
-        if self.close_code is None:
-            self.close_code, self.close_reason = code, reason
-            self._wake.set()
+        """Ask the writer to close the connection once what is queued has gone out; a slow
+        client is closed at once, even while the writer waits for its socket to drain."""
+        if self.close_code is not None:
+            return
+        self.close_code, self.close_reason = code, reason
+        self._wake.set()
+        if code == CloseCode.SLOW and self._writer is not None:
+            self._writer.cancel()
 
-    async def write(self) -> None:
+    def start_writer(self) -> asyncio.Task[None]:
+        self._writer = asyncio.create_task(self._write(), name=f"ws-writer-{self.id}")
+        return self._writer
+
+    async def _write(self) -> None:
         """Drain the queue to the socket until the client is closed."""
         ws = self.ws
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue and self.close_code != CloseCode.SLOW:
-                frame = self._queue.popleft()
-                self._queued_bytes -= len(frame)
-                await ws.send_frame(frame, WSMsgType.TEXT)
-            if self.close_code is not None:
-                await _close(ws, self.close_code, self.close_reason)
-                return
+        try:
+            while self.close_code is None or self._queue:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._queue:
+                    frame = self._queue.popleft()
+                    self._queued_bytes -= len(frame)
+                    await ws.send_frame(frame, WSMsgType.TEXT)
+        except asyncio.CancelledError:
+            if self.close_code != CloseCode.SLOW:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        # The close frame goes behind what the socket already holds; if the client never reads
+        # it, the transport is closed after CLOSE_TIMEOUT anyway.
+        assert self.close_code is not None
+        await _close(ws, self.close_code, self.close_reason)
 
 
 async def _close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
@@ -92,11 +109,15 @@ async def _close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
 async def handle(
     request: web.Request, relay: Relay, clients: set[Client], settings: Settings
 ) -> web.StreamResponse:
-    ws = web.WebSocketResponse(heartbeat=25.0, max_msg_size=protocol.MAX_FRAME_BYTES)
+    # No permessage-deflate: it would compress every frame once per client, defeating the
+    # encode-once fan-out; JSON messages here are small.
+    ws = web.WebSocketResponse(
+        heartbeat=25.0, max_msg_size=protocol.MAX_FRAME_BYTES, compress=False
+    )
     await ws.prepare(request)
     client = Client(ws, settings.client_queue_bytes, settings.client_queue_frames)
     clients.add(client)
-    writer = asyncio.create_task(client.write(), name=f"ws-writer-{client.id}")
+    writer = client.start_writer()
     client.send(protocol.hello(now_ms(), relay.live))
     try:
         async for msg in ws:

@@ -1,0 +1,423 @@
+"""The Redis adapter and the publisher API, against a real private redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from feed import keys, protocol, reducer
+from feed.bus import Bus, Published, Synced
+from feed.embedded import RedisProcess, free_port
+from feed.errors import InvalidMessage, Unavailable
+from feed.protocol import Event, Position
+from feed.reducer import State
+from publisher.api import Publisher
+
+ROOM = "room:atlas"
+TS = 1_700_000_000_000
+
+
+@pytest.fixture
+async def bus(redis: RedisProcess) -> AsyncIterator[Bus]:
+    b = Bus(redis.url)
+    yield b
+    await b.aclose()
+
+
+@pytest.fixture
+async def raw(redis: RedisProcess) -> AsyncIterator[aioredis.Redis]:
+    """A plain client, to look at and damage what the bus stores."""
+    client = aioredis.Redis.from_url(redis.url)
+    yield client
+    await client.aclose()
+
+
+def status(delay: int) -> dict[str, Any]:
+    return {"status": "delayed", "delay": delay, "session": None, "moved_to": None}
+
+
+async def publish_n(b: Bus, channel: str, n: int, start: Synced | None = None) -> Synced:
+    """Publish `n` status events (delay = their seq) as a well-behaved publisher would."""
+    known = start or await b.sync(channel)
+    epoch, seq, state = known.epoch, known.seq, known.state
+    for _ in range(n):
+        data = status(seq + 1)
+        state = reducer.apply(state, "status", data, TS + seq + 1)
+        result = await b.publish(
+            channel, Position(epoch, seq), kind="status", data=data, ts=TS + seq + 1, state=state
+        )
+        assert isinstance(result, Published)
+        epoch, seq = result.epoch, result.seq
+    return Synced(epoch, seq, state, [])
+
+
+def unused_url() -> str:
+    return f"redis://127.0.0.1:{free_port()}/0"
+
+
+# ---- sync ----------------------------------------------------------------------------------------
+
+
+async def test_sync_of_a_new_channel_creates_an_epoch(bus: Bus, raw: aioredis.Redis) -> None:
+    first = await bus.sync(ROOM)
+    assert first.epoch
+    assert first.seq == 0
+    assert first.state == reducer.initial(ROOM)
+    assert first.events == []
+    assert await raw.hget(keys.meta_key(ROOM), "epoch") == first.epoch.encode()
+
+    second = await bus.sync(ROOM)
+    assert second == first
+
+
+async def test_sync_of_venue_uses_its_initial_state(bus: Bus) -> None:
+    assert (await bus.sync("venue")).state == {"announcements": []}
+
+
+async def test_publish_at_the_known_position(bus: Bus, raw: aioredis.Redis) -> None:
+    start = await bus.sync(ROOM)
+    state = reducer.apply(start.state, "status", status(5), TS)
+    result = await bus.publish(
+        ROOM, Position(start.epoch, 0), kind="status", data=status(5), ts=TS, state=state
+    )
+    assert result == Published(ROOM, start.epoch, 1)
+
+    after = await bus.sync(ROOM)
+    assert (after.epoch, after.seq, after.state) == (start.epoch, 1, state)
+    stored = await raw.hgetall(keys.meta_key(ROOM))
+    assert orjson.loads(stored[b"state"]) == state
+    assert int(stored[b"seq"]) == 1
+
+
+@pytest.mark.parametrize("wrong", ["stale-seq", "other-epoch", "none"])
+async def test_publish_at_a_wrong_position_returns_where_the_channel_is(
+    bus: Bus, wrong: str
+) -> None:
+    current = await publish_n(bus, ROOM, 2)
+    known = {
+        "stale-seq": Position(current.epoch, 1),
+        "other-epoch": Position("elsewhere", 2),
+        "none": None,
+    }[wrong]
+    result = await bus.publish(
+        ROOM, known, kind="status", data=status(9), ts=TS, state={"status": "bogus"}
+    )
+    assert result == Synced(current.epoch, 2, current.state, [])
+    assert await bus.sync(ROOM) == Synced(current.epoch, 2, current.state, [])
+
+
+async def test_history_after_a_position(bus: Bus) -> None:
+    current = await publish_n(bus, ROOM, 4)
+    synced = await bus.sync(ROOM, after=Position(current.epoch, 1))
+    assert [e.seq for e in synced.events] == [2, 3, 4]
+    assert synced.events[0] == Event(ROOM, current.epoch, 2, "status", status(2), TS + 2)
+    assert (synced.epoch, synced.seq, synced.state) == (current.epoch, 4, current.state)
+
+
+@pytest.mark.parametrize(
+    "after", [Position("elsewhere", 1), Position("same", 4), Position("same", 9)]
+)
+async def test_no_history_after_an_unusable_position(bus: Bus, after: Position) -> None:
+    current = await publish_n(bus, ROOM, 4)
+    if after.epoch == "same":
+        after = Position(current.epoch, after.seq)
+    assert (await bus.sync(ROOM, after=after)).events == []
+
+
+async def test_history_is_trimmed(redis: RedisProcess) -> None:
+    short = Bus(redis.url, history=5)
+    try:
+        current = await publish_n(short, ROOM, 50)
+        synced = await short.sync(ROOM, after=Position(current.epoch, 1))
+    finally:
+        await short.aclose()
+    seqs = [e.seq for e in synced.events]
+    assert seqs  # at least `history` entries are kept (trimming is approximate)
+    assert seqs[0] > 2
+    assert len(seqs) >= 5
+    assert seqs == list(range(seqs[0], 51))  # what is kept is the newest, without holes
+
+
+async def test_lost_meta_key_gives_a_new_epoch(bus: Bus, raw: aioredis.Redis) -> None:
+    old = await publish_n(bus, ROOM, 3)
+    await raw.delete(keys.meta_key(ROOM))  # Redis lost the channel, not (yet) its log
+
+    fresh = await bus.sync(ROOM, after=Position(old.epoch, 0))
+    assert fresh.epoch != old.epoch
+    assert fresh.seq == 0
+    assert fresh.state == reducer.initial(ROOM)
+    assert fresh.events == []
+    assert await raw.exists(keys.log_key(ROOM)) == 0  # the old epoch's events are gone
+
+    after = await publish_n(bus, ROOM, 1, fresh)
+    synced = await bus.sync(ROOM, after=Position(fresh.epoch, 0))
+    assert [(e.epoch, e.seq) for e in synced.events] == [(fresh.epoch, 1)]
+    assert after.seq == 1
+
+
+async def test_known_ahead_of_redis_moves_to_a_new_epoch_keeping_the_state(
+    bus: Bus, raw: aioredis.Redis
+) -> None:
+    current = await publish_n(bus, ROOM, 3)
+    # Redis "forgot" the last acknowledged write: it says seq 2 while we know seq 3.
+    await raw.hset(keys.meta_key(ROOM), "seq", 2)
+
+    synced = await bus.sync(ROOM, known=Position(current.epoch, 3))
+    assert synced.epoch != current.epoch
+    assert synced.seq == 0
+    assert synced.state == current.state
+    assert await raw.exists(keys.log_key(ROOM)) == 0
+    assert await bus.sync(ROOM) == synced  # and it sticks
+
+
+async def test_publish_with_known_ahead_also_moves_to_a_new_epoch(
+    bus: Bus, raw: aioredis.Redis
+) -> None:
+    current = await publish_n(bus, ROOM, 3)
+    await raw.hset(keys.meta_key(ROOM), "seq", 1)
+    result = await bus.publish(
+        ROOM, Position(current.epoch, 3), kind="status", data=status(4), ts=TS, state=current.state
+    )
+    assert isinstance(result, Synced)
+    assert result.epoch != current.epoch
+    assert (result.seq, result.state) == (0, current.state)
+
+
+async def test_known_in_the_same_place_keeps_the_epoch(bus: Bus) -> None:
+    current = await publish_n(bus, ROOM, 3)
+    synced = await bus.sync(
+        ROOM, known=Position(current.epoch, 3), after=Position(current.epoch, 2)
+    )
+    assert (synced.epoch, synced.seq) == (current.epoch, 3)
+    assert [e.seq for e in synced.events] == [3]
+
+
+async def test_unreadable_state_falls_back_to_the_initial_one(
+    bus: Bus, raw: aioredis.Redis
+) -> None:
+    current = await publish_n(bus, ROOM, 1)
+    await raw.hset(keys.meta_key(ROOM), "state", b"not json")
+    synced = await bus.sync(ROOM)
+    assert (synced.epoch, synced.seq, synced.state) == (current.epoch, 1, reducer.initial(ROOM))
+
+
+async def test_damaged_history_entries_are_skipped(bus: Bus, raw: aioredis.Redis) -> None:
+    current = await publish_n(bus, ROOM, 2)
+    await raw.xadd(keys.log_key(ROOM), {"m": b"garbage"}, id="3-0")
+    await raw.hset(keys.meta_key(ROOM), "seq", 3)
+    synced = await bus.sync(ROOM, after=Position(current.epoch, 0))
+    assert [e.seq for e in synced.events] == [1, 2]
+
+
+# ---- pub/sub -------------------------------------------------------------------------------------
+
+
+async def test_the_published_envelope_is_the_history_entry(bus: Bus, raw: aioredis.Redis) -> None:
+    start = await bus.sync("venue")
+    data: dict[str, Any] = {
+        "id": "a1",
+        "text": 'تنبيه: "القاعة" مغلقة\n',
+        "priority": "info",
+        "rooms": [],
+    }
+    data |= {"ts": TS, "expires_at": None}
+    state = reducer.apply(start.state, "announce", data, TS)
+
+    async with raw.pubsub() as pubsub:
+        await pubsub.subscribe(keys.BUS)
+        confirmed = await pubsub.get_message(timeout=5.0)
+        assert confirmed is not None
+        assert confirmed["type"] == "subscribe"
+        result = await bus.publish(
+            "venue", Position(start.epoch, 0), kind="announce", data=data, ts=TS, state=state
+        )
+        assert isinstance(result, Published)
+        message = None
+        async with asyncio.timeout(5):
+            while message is None:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+
+    assert message["channel"] == keys.BUS.encode()
+    envelope: bytes = message["data"]
+    entries = await raw.xrange(keys.log_key("venue"))
+    assert entries == [(b"1-0", {b"m": envelope})]
+    event = protocol.parse_event(envelope)
+    assert event == Event("venue", start.epoch, 1, "announce", data, TS)
+    assert (await bus.sync("venue", after=Position(start.epoch, 0))).events == [event]
+    assert envelope == event.frame()
+
+
+# ---- unavailable ---------------------------------------------------------------------------------
+
+
+async def test_unreachable_redis_raises_unavailable() -> None:
+    url = unused_url()
+    b = Bus(url)
+    try:
+        with pytest.raises(Unavailable) as info:
+            await b.sync(ROOM)
+        assert isinstance(info.value, ConnectionError)
+        assert url in info.value.message
+        with pytest.raises(Unavailable):
+            await b.ping()
+        with pytest.raises(Unavailable):
+            await b.publish(ROOM, None, kind="status", data=status(1), ts=TS, state={})
+        with pytest.raises(ConnectionError):
+            await b.channels()
+    finally:
+        await b.aclose()
+
+
+def test_an_invalid_url_raises_unavailable() -> None:
+    with pytest.raises(Unavailable, match="invalid Redis URL"):
+        Bus("http://nowhere")
+
+
+def test_unavailable_messages_hide_the_password() -> None:
+    with pytest.raises(Unavailable) as info:
+        Bus("ftp://user:s3cret@host:1/0")
+    assert "s3cret" not in info.value.message
+
+
+# ---- channels ------------------------------------------------------------------------------------
+
+
+async def test_channels_lists_venue_first(bus: Bus, raw: aioredis.Redis) -> None:
+    assert await bus.channels() == []
+    for name in ["room:b", "venue", "room:a"]:
+        await bus.sync(name)
+    await raw.set("unrelated", 1)
+    await raw.hset("feed:{NOT A CHANNEL}:meta", "epoch", "x")  # ignored, not ours
+    assert await bus.channels() == ["venue", "room:a", "room:b"]
+    assert len(await bus.channels(limit=2)) == 2
+
+
+# ---- the publisher -------------------------------------------------------------------------------
+
+
+async def state_of(b: Bus, channel: str) -> State:
+    return (await b.sync(channel)).state
+
+
+async def test_publisher_status(redis: RedisProcess, bus: Bus) -> None:
+    async with Publisher(redis.url, clock=lambda: TS / 1000) as pub:
+        first = await pub.status("atlas", "delayed", delay=10, session="s1")
+        second = await pub.status("atlas", "moved", moved_to="hall-b")
+    assert first.channel == ROOM
+    assert (first.seq, second.seq) == (1, 2)
+    assert second.epoch == first.epoch
+    assert await state_of(bus, ROOM) == {
+        "status": "moved",
+        "delay": 0,
+        "session": None,
+        "moved_to": "hall-b",
+        "announcements": [],
+    }
+    history = (await bus.sync(ROOM, after=Position(first.epoch, 0))).events
+    assert [(e.kind, e.data["status"], e.ts) for e in history] == [
+        ("status", "delayed", TS),
+        ("status", "moved", TS),
+    ]
+
+
+async def test_publisher_announce_and_retract_on_venue(redis: RedisProcess, bus: Bus) -> None:
+    async with Publisher(redis.url, clock=lambda: TS / 1000) as pub:
+        data = await pub.announce("Lunch is served", priority="important", expires_in=60)
+        assert data["expires_at"] == TS + 60_000
+        assert (await state_of(bus, "venue"))["announcements"] == [data]
+        await pub.retract(data["id"])
+    assert (await state_of(bus, "venue"))["announcements"] == []
+
+
+async def test_publisher_announce_to_rooms(
+    redis: RedisProcess, bus: Bus, raw: aioredis.Redis
+) -> None:
+    async with Publisher(redis.url, clock=lambda: TS / 1000) as pub:
+        data = await pub.announce("Doors close", rooms=["hall-b", "atlas", "atlas"])
+        assert data["rooms"] == ["atlas", "hall-b"]
+        for channel in ("room:atlas", "room:hall-b"):
+            assert (await state_of(bus, channel))["announcements"] == [data]
+        assert await raw.exists(keys.meta_key("venue")) == 0  # not sent to everyone
+
+        await pub.retract(data["id"], rooms=["atlas"])
+        assert (await state_of(bus, "room:atlas"))["announcements"] == []
+        assert (await state_of(bus, "room:hall-b"))["announcements"] == [data]
+
+
+async def test_publisher_rejects_invalid_input_before_touching_redis(
+    redis: RedisProcess, raw: aioredis.Redis
+) -> None:
+    async def attempts(pub: Publisher) -> None:
+        calls = [
+            pub.status("atlas", "sleeping"),
+            pub.status("Atlas", "live"),
+            pub.status("atlas", "live", delay=-1),
+            pub.status("atlas", "live", moved_to="hall-b"),
+            pub.announce(""),
+            pub.announce("x", rooms=["ok", "Not OK"]),
+            pub.announce("x", priority="urgent"),
+            pub.announce("x", expires_in=0),
+            pub.retract(""),
+            pub.retract("abc", rooms=["BAD"]),
+        ]
+        for call in calls:
+            with pytest.raises(InvalidMessage):
+                await call
+
+    async with Publisher(redis.url) as pub:
+        await attempts(pub)
+    assert await raw.dbsize() == 0
+    # Without any Redis at all, the same calls are still refused as invalid, not unavailable.
+    offline = Publisher(unused_url())
+    try:
+        await attempts(offline)
+    finally:
+        await offline.aclose()
+
+
+async def test_publisher_on_an_unreachable_redis() -> None:
+    with pytest.raises(Unavailable):
+        async with Publisher(unused_url()):
+            pytest.fail("entered a Publisher without a Redis")
+
+
+async def test_racing_publishers_lose_nothing(redis: RedisProcess, bus: Bus) -> None:
+    async with Publisher(redis.url) as one, Publisher(redis.url) as two:
+        results = await asyncio.gather(
+            *(one.status("atlas", "delayed", delay=i) for i in range(20)),
+            *(two.status("atlas", "delayed", delay=100 + i) for i in range(20)),
+        )
+    assert sorted(r.seq for r in results) == list(range(1, 41))
+    final = await bus.sync(ROOM, after=Position(results[0].epoch, 0))
+    assert final.seq == 40
+    delays = [e.data["delay"] for e in final.events]
+    assert sorted(delays) == [*range(20), *range(100, 120)]  # every status is in the history
+    assert final.state["delay"] == delays[-1]  # and the state is the last one's
+
+
+async def test_racing_publishers_keep_every_announcement(redis: RedisProcess, bus: Bus) -> None:
+    async with Publisher(redis.url) as one, Publisher(redis.url) as two:
+        posted = await asyncio.gather(
+            *(one.announce(f"one {i}") for i in range(20)),
+            *(two.announce(f"two {i}") for i in range(20)),
+        )
+    final = await bus.sync("venue")
+    assert final.seq == 40
+    # A lost update would drop an announcement from the state computed from a stale one.
+    assert {a["id"] for a in final.state["announcements"]} == {p["id"] for p in posted}
+
+
+async def test_one_publisher_shared_by_many_callers_never_conflicts(
+    redis: RedisProcess, bus: Bus
+) -> None:
+    async with Publisher(redis.url) as pub:
+        results = await asyncio.gather(
+            *(pub.status("atlas", "delayed", delay=i) for i in range(80)), return_exceptions=True
+        )
+    assert [r for r in results if not isinstance(r, Published)] == []
+    assert (await bus.sync(ROOM)).seq == 80

@@ -1,0 +1,453 @@
+"""The hub: fan-out, buffering while syncing, and resume, with a recording sink."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from feed import hub as hub_module
+from feed import protocol, reducer
+from feed.hub import RECENT_EVENTS, Hub, NeedHistory
+from feed.protocol import Event, Position
+from feed.reducer import State
+
+CH = "room:atlas"
+E1 = "e1"
+E2 = "e2"
+NOW_MS = 1_700_000_000_000
+TS = NOW_MS - 60_000  # events happened a minute before the hub's clock
+
+
+class Recorder:
+    """A real Sink: it keeps every frame it is sent, in order."""
+
+    def __init__(self) -> None:
+        self.raw: list[bytes] = []
+
+    def send(self, frame: bytes) -> None:
+        self.raw.append(frame)
+
+    @property
+    def frames(self) -> list[dict[str, Any]]:
+        return [orjson.loads(frame) for frame in self.raw]
+
+    def take(self) -> list[dict[str, Any]]:
+        frames = self.frames
+        self.raw.clear()
+        return frames
+
+    def kinds(self) -> list[str]:
+        """A compact view: 'snapshot@3', 'event@4', 'subscribed@4' or 'resumed@4'."""
+        out = []
+        for f in self.frames:
+            label = f["type"]
+            if label == "subscribed" and f["resumed"]:
+                label = "resumed"
+            out.append(f"{label}@{f['seq']}")
+        return out
+
+
+def ev(seq: int, epoch: str = E1, channel: str = CH) -> Event:
+    """Event number `seq`: a status whose delay is the seq, so every event is distinct."""
+    return Event(channel, epoch, seq, "status", {"status": "delayed", "delay": seq}, TS + seq)
+
+
+def evs(first: int, last: int, epoch: str = E1) -> list[Event]:
+    return [ev(seq, epoch) for seq in range(first, last + 1)]
+
+
+def state_at(seq: int, epoch: str = E1) -> State:
+    state = reducer.initial(CH)
+    for event in evs(1, seq, epoch):
+        state = reducer.apply(state, event.kind, event.data, event.ts)
+    return state
+
+
+def make_hub() -> Hub:
+    return Hub(clock=lambda: NOW_MS / 1000)
+
+
+def loaded(hub: Hub, seq: int, *sinks: Recorder, epoch: str = E1) -> None:
+    """Subscribe `sinks` to CH and load it at (epoch, seq); what they were sent is cleared."""
+    for sink in sinks:
+        assert hub.subscribe(sink, CH, None) is True
+    assert hub.synced(CH, epoch, seq, state_at(seq, epoch), []) == (False, [])
+    for sink in sinks:
+        sink.take()
+
+
+def feed(hub: Hub, events: list[Event]) -> None:
+    for event in events:
+        assert hub.event(event) is False
+
+
+def snapshot(seq: int, epoch: str = E1, state: State | None = None) -> dict[str, Any]:
+    frame: dict[str, Any] = orjson.loads(
+        protocol.snapshot(CH, epoch, seq, state_at(seq, epoch) if state is None else state)
+    )
+    return frame
+
+
+def subscribed(seq: int, resumed: bool, epoch: str = E1) -> dict[str, Any]:
+    frame: dict[str, Any] = orjson.loads(protocol.subscribed(CH, epoch, seq, resumed))
+    return frame
+
+
+def event_frames(events: list[Event]) -> list[dict[str, Any]]:
+    return [orjson.loads(e.frame()) for e in events]
+
+
+# ---- first load ----------------------------------------------------------------------------------
+
+
+def test_subscribe_to_an_unloaded_channel_waits_for_the_load() -> None:
+    hub, sink = make_hub(), Recorder()
+    assert hub.subscribe(sink, CH, None) is True
+    assert hub.event(ev(1)) is False  # buffered: nothing is live yet
+    assert sink.raw == []
+    assert hub.positions() == {CH: None}
+
+
+def test_synced_sends_snapshot_then_subscribed() -> None:
+    hub, sink = make_hub(), Recorder()
+    hub.subscribe(sink, CH, None)
+    assert hub.synced(CH, E1, 3, state_at(3), []) == (False, [])
+    assert sink.frames == [snapshot(3), subscribed(3, resumed=False)]
+    assert hub.positions() == {CH: Position(E1, 3)}
+
+
+def test_events_buffered_during_the_first_load_follow_the_snapshot() -> None:
+    hub, sink = make_hub(), Recorder()
+    hub.subscribe(sink, CH, None)
+    feed(hub, [ev(3), ev(4), ev(5)])  # 3 is already in the state Redis reports
+    assert hub.synced(CH, E1, 3, state_at(3), []) == (False, [])
+    assert sink.kinds() == ["snapshot@3", "subscribed@3", "event@4", "event@5"]
+    assert hub.channels[CH].state == state_at(5)
+
+
+def test_snapshot_hides_announcements_expired_by_the_hub_clock() -> None:
+    hub, sink = make_hub(), Recorder()
+    hub.subscribe(sink, CH, None)
+    state = reducer.initial(CH)
+    for aid, expires_at in [("gone", NOW_MS), ("kept", NOW_MS + 1)]:
+        data = {"id": aid, "text": aid, "ts": TS, "expires_at": expires_at}
+        state = reducer.apply(state, "announce", data, TS)
+    hub.synced(CH, E1, 2, state, [])
+    sent = sink.frames[0]
+    assert sent["type"] == "snapshot"
+    assert [a["id"] for a in sent["state"]["announcements"]] == ["kept"]
+
+
+def test_synced_for_a_channel_nobody_follows_is_ignored() -> None:
+    hub = make_hub()
+    assert hub.synced(CH, E1, 3, state_at(3), []) == (False, [])
+    assert hub.channels == {}
+
+
+def test_event_for_a_channel_nobody_follows_is_ignored() -> None:
+    hub = make_hub()
+    assert hub.event(ev(1)) is False
+    assert hub.channels == {}
+
+
+# ---- live events ---------------------------------------------------------------------------------
+
+
+def test_events_fan_out_in_order_as_the_same_bytes() -> None:
+    hub, a, b = make_hub(), Recorder(), Recorder()
+    loaded(hub, 0, a, b)
+    feed(hub, evs(1, 3))
+    assert a.frames == event_frames(evs(1, 3))
+    assert b.frames == event_frames(evs(1, 3))
+    for frame_a, frame_b in zip(a.raw, b.raw, strict=True):
+        assert frame_a is frame_b  # encoded once for every receiver
+    assert hub.channels[CH].state == state_at(3)
+
+
+def test_duplicate_events_are_ignored() -> None:
+    hub, sink = make_hub(), Recorder()
+    loaded(hub, 0, sink)
+    feed(hub, [ev(1), ev(2), ev(1), ev(2)])
+    assert sink.kinds() == ["event@1", "event@2"]
+
+
+def test_an_out_of_order_event_asks_for_a_sync_and_is_buffered() -> None:
+    hub, sink = make_hub(), Recorder()
+    loaded(hub, 1, sink)
+    assert hub.event(ev(3)) is True  # 2 was missed
+    assert hub.event(ev(4)) is False  # already waiting for the sync
+    assert sink.raw == []
+    assert hub.channels[CH].live is False
+    # Redis says where the channel stands and gives the missing event.
+    assert hub.synced(CH, E1, 2, state_at(2), [ev(2)]) == (False, [])
+    assert sink.kinds() == ["event@2", "event@3", "event@4"]
+    assert hub.channels[CH].live is True
+    assert hub.channels[CH].state == state_at(4)
+
+
+def test_an_event_of_another_epoch_asks_for_a_sync() -> None:
+    hub, sink = make_hub(), Recorder()
+    loaded(hub, 4, sink)
+    assert hub.event(ev(1, E2)) is True
+    assert sink.raw == []
+
+
+def test_suspend_then_synced_catches_up_without_a_snapshot() -> None:
+    hub, sink = make_hub(), Recorder()
+    loaded(hub, 2, sink)
+    hub.suspend()
+    assert hub.event(ev(5)) is False  # buffered while not live
+    assert sink.raw == []
+    # Redis had 3 and 4 (published while the subscription was down); 5 arrived meanwhile.
+    assert hub.synced(CH, E1, 4, state_at(4), evs(3, 4)) == (False, [])
+    assert sink.kinds() == ["event@3", "event@4", "event@5"]
+    assert hub.channels[CH].state == state_at(5)
+    assert hub.channels[CH].live is True
+
+
+def test_a_gap_in_the_buffer_after_a_sync_asks_for_another() -> None:
+    hub, sink = make_hub(), Recorder()
+    loaded(hub, 2, sink)
+    hub.suspend()
+    feed(hub, [ev(6), ev(7)])
+    assert hub.synced(CH, E1, 4, state_at(4), evs(3, 4)) == (True, [])
+    assert sink.kinds() == ["event@3", "event@4"]
+    assert hub.channels[CH].live is False
+    sink.take()
+    assert hub.synced(CH, E1, 6, state_at(6), evs(5, 6)) == (False, [])
+    assert sink.kinds() == ["event@5", "event@6", "event@7"]
+
+
+def test_synced_with_a_new_epoch_sends_a_fresh_snapshot() -> None:
+    hub, a, b = make_hub(), Recorder(), Recorder()
+    loaded(hub, 5, a, b)
+    hub.suspend()
+    feed(hub, [ev(6), ev(2, E2)])  # the old epoch's event is dropped, the new one's kept
+    new_state = state_at(1, E2)
+    # The dropped event of another epoch asks for one more sync to confirm where Redis stands.
+    assert hub.synced(CH, E2, 1, new_state, []) == (True, [])
+    for sink in (a, b):
+        assert sink.frames == [snapshot(1, E2, new_state), orjson.loads(ev(2, E2).frame())]
+    assert hub.positions() == {CH: Position(E2, 2)}
+
+
+def test_synced_with_history_that_no_longer_joins_sends_a_snapshot() -> None:
+    hub, sink = make_hub(), Recorder()
+    loaded(hub, 2, sink)
+    hub.suspend()
+    # Redis trimmed its history: the events it still has start after 3.
+    assert hub.synced(CH, E1, 10, state_at(10), evs(8, 10)) == (False, [])
+    assert sink.frames == [snapshot(10)]
+
+
+# ---- resume --------------------------------------------------------------------------------------
+
+
+def test_resume_from_the_ring_sends_exactly_the_missed_events() -> None:
+    hub, keeper, late = make_hub(), Recorder(), Recorder()
+    loaded(hub, 0, keeper)
+    feed(hub, evs(1, 10))
+    assert hub.subscribe(late, CH, Position(E1, 7)) is False
+    assert late.frames == [*event_frames(evs(8, 10)), subscribed(10, resumed=True)]
+    feed(hub, [ev(11)])
+    assert late.kinds()[-1] == "event@11"
+
+
+def test_resume_when_up_to_date_sends_only_subscribed() -> None:
+    hub, keeper, late = make_hub(), Recorder(), Recorder()
+    loaded(hub, 4, keeper)
+    assert hub.subscribe(late, CH, Position(E1, 4)) is False
+    assert late.frames == [subscribed(4, resumed=True)]
+
+
+def test_resume_at_the_edge_of_the_ring() -> None:
+    hub, keeper, edge, beyond = make_hub(), Recorder(), Recorder(), Recorder()
+    loaded(hub, 0, keeper)
+    last = RECENT_EVENTS + 10
+    feed(hub, evs(1, last))
+    assert hub.subscribe(edge, CH, Position(E1, last - RECENT_EVENTS)) is False
+    assert edge.frames == [
+        *event_frames(evs(last - RECENT_EVENTS + 1, last)),
+        subscribed(last, resumed=True),
+    ]
+    need = hub.subscribe(beyond, CH, Position(E1, last - RECENT_EVENTS - 1))
+    assert need == NeedHistory(CH, Position(E1, last - RECENT_EVENTS - 1), last)
+    assert beyond.raw == []
+
+
+def test_resume_beyond_the_ring_reads_history_then_pending_live_events() -> None:
+    hub, keeper, late = make_hub(), Recorder(), Recorder()
+    loaded(hub, 0, keeper)
+    last = RECENT_EVENTS + 20
+    feed(hub, evs(1, last))
+    need = hub.subscribe(late, CH, Position(E1, 2))
+    assert need == NeedHistory(CH, Position(E1, 2), last)
+    feed(hub, evs(last + 1, last + 2))  # published while the history is read
+    assert late.raw == []
+    assert isinstance(need, NeedHistory)
+    hub.history(late, need, evs(3, last))
+    assert late.frames == [*event_frames(evs(3, last + 2)), subscribed(last + 2, resumed=True)]
+    feed(hub, [ev(last + 3)])
+    assert late.kinds()[-1] == f"event@{last + 3}"
+
+
+def test_history_ignores_events_outside_the_range() -> None:
+    hub, keeper, late = make_hub(), Recorder(), Recorder()
+    loaded(hub, 0, keeper)
+    last = RECENT_EVENTS + 5
+    feed(hub, evs(1, last))
+    need = hub.subscribe(late, CH, Position(E1, 1))
+    assert isinstance(need, NeedHistory)
+    hub.history(late, need, [ev(1), *evs(2, last), ev(last + 1)])
+    assert late.frames == [*event_frames(evs(2, last)), subscribed(last, resumed=True)]
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        None,  # Redis could not say
+        [],  # nothing any more
+        [e for e in evs(3, RECENT_EVENTS + 20) if e.seq != 50],  # a hole in the middle
+        evs(10, RECENT_EVENTS + 20),  # trimmed: starts too late
+        evs(3, RECENT_EVENTS + 10),  # ends too early
+        evs(3, RECENT_EVENTS + 20, E2),  # another epoch
+    ],
+    ids=["none", "empty", "hole", "trimmed", "short", "epoch"],
+)
+def test_history_that_does_not_join_gives_a_snapshot(history: list[Event] | None) -> None:
+    hub, keeper, late = make_hub(), Recorder(), Recorder()
+    loaded(hub, 0, keeper)
+    last = RECENT_EVENTS + 20
+    feed(hub, evs(1, last))
+    need = hub.subscribe(late, CH, Position(E1, 2))
+    assert isinstance(need, NeedHistory)
+    hub.history(late, need, history)
+    assert late.frames == [snapshot(last), subscribed(last, resumed=False)]
+    feed(hub, [ev(last + 1)])
+    assert late.kinds()[-1] == f"event@{last + 1}"
+
+
+@pytest.mark.parametrize(
+    "since", [Position("old-epoch", 3), Position(E1, 9)], ids=["unknown-epoch", "seq-ahead"]
+)
+def test_resume_from_an_unknown_position_gives_a_snapshot(since: Position) -> None:
+    hub, keeper, late = make_hub(), Recorder(), Recorder()
+    loaded(hub, 5, keeper)
+    assert hub.subscribe(late, CH, since) is False
+    assert late.frames == [snapshot(5), subscribed(5, resumed=False)]
+
+
+def test_a_channel_reset_during_a_history_read_gives_a_snapshot() -> None:
+    hub, keeper, late = make_hub(), Recorder(), Recorder()
+    loaded(hub, 0, keeper)
+    last = RECENT_EVENTS + 5
+    feed(hub, evs(1, last))
+    need = hub.subscribe(late, CH, Position(E1, 1))
+    assert isinstance(need, NeedHistory)
+    hub.suspend()
+    hub.synced(CH, E2, 0, reducer.initial(CH), [])
+    assert late.frames == [snapshot(0, E2, reducer.initial(CH)), subscribed(0, False, E2)]
+    late.take()
+    hub.history(late, need, evs(2, last))  # too late: ignored
+    assert late.raw == []
+
+
+# ---- clients waiting for the first load with a position ------------------------------------------
+
+
+def test_waiting_clients_with_a_position_resume_after_the_first_load() -> None:
+    hub = make_hub()
+    fresh, current, behind, other = Recorder(), Recorder(), Recorder(), Recorder()
+    assert hub.subscribe(fresh, CH, None) is True
+    assert hub.subscribe(current, CH, Position(E1, 5)) is True
+    assert hub.subscribe(behind, CH, Position(E1, 2)) is True
+    assert hub.subscribe(other, CH, Position("older", 9)) is True
+    feed(hub, [ev(6)])  # arrives before the load completes
+
+    gap, needs = hub.synced(CH, E1, 5, state_at(5), [])
+    assert gap is False
+    assert needs == [(behind, NeedHistory(CH, Position(E1, 2), 5))]
+    assert fresh.kinds() == ["snapshot@5", "subscribed@5", "event@6"]
+    assert current.kinds() == ["resumed@5", "event@6"]
+    assert other.kinds() == ["snapshot@5", "subscribed@5", "event@6"]
+    assert behind.raw == []
+
+    hub.history(behind, needs[0][1], evs(3, 5))
+    assert behind.frames == [*event_frames(evs(3, 6)), subscribed(6, resumed=True)]
+
+
+# ---- unsubscribe ---------------------------------------------------------------------------------
+
+
+def test_unsubscribe_stops_delivery() -> None:
+    hub, a, b = make_hub(), Recorder(), Recorder()
+    loaded(hub, 0, a, b)
+    feed(hub, [ev(1)])
+    hub.unsubscribe(a, CH)
+    feed(hub, [ev(2)])
+    assert a.kinds() == ["event@1"]
+    assert b.kinds() == ["event@1", "event@2"]
+
+
+def test_unsubscribe_before_the_first_load() -> None:
+    hub, sink = make_hub(), Recorder()
+    hub.subscribe(sink, CH, None)
+    hub.unsubscribe(sink, CH)
+    hub.synced(CH, E1, 3, state_at(3), [])
+    feed(hub, [ev(4)])
+    assert sink.raw == []
+
+
+def test_unsubscribe_during_a_history_read() -> None:
+    hub, keeper, late = make_hub(), Recorder(), Recorder()
+    loaded(hub, 0, keeper)
+    last = RECENT_EVENTS + 5
+    feed(hub, evs(1, last))
+    need = hub.subscribe(late, CH, Position(E1, 1))
+    assert isinstance(need, NeedHistory)
+    hub.unsubscribe(late, CH)
+    hub.history(late, need, evs(2, last))
+    feed(hub, [ev(last + 1)])
+    assert late.raw == []
+
+
+def test_unsubscribe_from_an_unknown_channel_is_harmless() -> None:
+    hub = make_hub()
+    hub.unsubscribe(Recorder(), "venue")
+    assert hub.channels == {}
+
+
+def test_resubscribing_gives_a_fresh_start_without_duplicate_delivery() -> None:
+    hub, sink = make_hub(), Recorder()
+    loaded(hub, 3, sink)
+    assert hub.subscribe(sink, CH, None) is False
+    feed(hub, [ev(4)])
+    assert sink.kinds() == ["snapshot@3", "subscribed@3", "event@4"]
+
+
+# ---- known gaps (see the reasons) ----------------------------------------------------------------
+
+
+def test_a_buffered_event_of_a_newer_epoch_asks_for_another_sync() -> None:
+    hub, sink = make_hub(), Recorder()
+    loaded(hub, 3, sink)
+    hub.suspend()
+    # The sync read saw (e1, 3); the channel then moved to e2 and e2's first event came in first.
+    feed(hub, [ev(1, E2)])
+    gap, _ = hub.synced(CH, E1, 3, state_at(3), [])
+    assert gap is True
+
+
+def test_events_dropped_past_the_buffer_limit_ask_for_another_sync(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub_module, "MAX_BUFFERED", 5)
+    hub, sink = make_hub(), Recorder()
+    loaded(hub, 0, sink)
+    hub.suspend()
+    feed(hub, evs(1, 7))  # 6 and 7 do not fit in the buffer
+    gap, _ = hub.synced(CH, E1, 0, state_at(0), [])  # the read was older than all of them
+    assert sink.kinds() == [f"event@{i}" for i in range(1, 6)]
+    assert gap is True  # else the hub stays live at seq 5 though Redis is at 7

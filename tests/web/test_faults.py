@@ -1,0 +1,230 @@
+"""Redis failing under a running server, and clients sending what they should not."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from feed.embedded import RedisProcess
+from publisher import Publisher
+from tests.conftest import FeedServer, connect, get
+
+Servers = Callable[..., FeedServer]
+
+
+async def wait_ready(server: FeedServer, ready: bool, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    want = 200 if ready else 503
+    while (status := (await asyncio.to_thread(get, server.url + "/readyz"))[0]) != want:
+        assert time.monotonic() < deadline, f"/readyz stayed {status}"
+        await asyncio.sleep(0.05)
+
+
+async def test_redis_restart_keeps_clients_and_loses_nothing(
+    redis: RedisProcess, feed_server: Servers
+) -> None:
+    server = feed_server(redis.url)
+    async with Publisher(redis.url) as pub:
+        await pub.status("atlas", "live")
+    async with connect(server.ws_url) as client:
+        got = await client.subscribe(["room:atlas"])
+        epoch = got[0]["epoch"]
+
+        redis.stop()  # a clean stop: the append-only file keeps every change
+        await client.until(lambda m: m["type"] == "health" and m["live"] is False)
+        await wait_ready(server, False)
+        assert (await asyncio.to_thread(get, server.url + "/healthz"))[0] == 200
+
+        redis.start()
+        # Published before the server is back on the bus: it must come from history.
+        async with Publisher(redis.url) as pub:
+            await pub.status("atlas", "delayed", delay=5)
+            await pub.status("atlas", "delayed", delay=10)
+            await wait_ready(server, True)
+            await pub.status("atlas", "ended")
+        got = await client.until(lambda m: m["type"] == "event" and m["seq"] == 4, timeout=15)
+    events = [m for m in got if m["type"] == "event"]
+    assert [(e["seq"], e["epoch"]) for e in events] == [(2, epoch), (3, epoch), (4, epoch)]
+    assert not [m for m in got if m["type"] == "snapshot"]
+
+
+async def test_redis_that_lost_its_data_gives_clients_a_new_epoch(
+    redis_factory: Callable[..., RedisProcess], feed_server: Servers
+) -> None:
+    redis = redis_factory(appendonly=False)
+    server = feed_server(redis.url)
+    async with Publisher(redis.url) as pub:
+        for _ in range(5):
+            await pub.status("atlas", "live")
+    async with connect(server.ws_url) as client:
+        got = await client.subscribe(["room:atlas"])
+        old_epoch = got[0]["epoch"]
+        redis.kill()
+        redis.start()  # empty: no persistence
+        got = await client.until(lambda m: m["type"] == "snapshot", timeout=15)
+        snapshot = got[-1]
+        assert snapshot["epoch"] != old_epoch
+        assert snapshot["seq"] == 0 and snapshot["state"]["status"] is None
+        async with Publisher(redis.url) as pub:
+            await pub.status("atlas", "full")
+        (event,) = await client.events(1)
+    assert (event["epoch"], event["seq"]) == (snapshot["epoch"], 1)
+
+
+async def test_events_missed_by_a_dropped_subscription_are_recovered(
+    redis: RedisProcess, feed_server: Servers
+) -> None:
+    server = feed_server(redis.url)
+    admin = aioredis.Redis.from_url(redis.url)
+    async with Publisher(redis.url) as pub, connect(server.ws_url) as client:
+        await client.subscribe(["room:atlas"])
+        await pub.status("atlas", "live")
+        await client.events(1)
+        for _ in range(5):
+            # Cut the server's pub/sub connection and publish at once, before it resubscribes.
+            await admin.client_kill_filter(_type="pubsub")
+            await pub.status("atlas", "delayed", delay=1)
+            await pub.status("atlas", "delayed", delay=2)
+        events = await client.events(10, timeout=15)
+    await admin.aclose()
+    assert [e["seq"] for e in events] == list(range(2, 12))
+
+
+async def test_subscribing_while_redis_is_down_gets_the_snapshot_when_it_returns(
+    redis: RedisProcess, feed_server: Servers
+) -> None:
+    server = feed_server(redis.url)
+    async with Publisher(redis.url) as pub:
+        await pub.status("orion", "full")
+    redis.stop()
+    await wait_ready(server, False)
+    async with connect(server.ws_url) as client:
+        await client.send({"type": "subscribe", "channels": ["room:orion"]})
+        with pytest.raises(TimeoutError):
+            await client.recv(timeout=0.5)
+        redis.start()
+        got = await client.until(lambda m: m["type"] == "subscribed", timeout=15)
+    assert got[-2]["type"] == "snapshot" and got[-2]["state"]["status"] == "full"
+
+
+async def test_garbage_gets_errors_and_never_touches_other_clients(
+    redis: RedisProcess, feed_server: Servers
+) -> None:
+    server = feed_server(redis.url)
+    async with (
+        Publisher(redis.url) as pub,
+        connect(server.ws_url) as bystander,
+        connect(server.ws_url) as bad,
+    ):
+        await bystander.subscribe(["room:atlas"])
+        bad_frames: list[Any] = [
+            "not json",
+            "[1, 2]",
+            '{"no": "type"}',
+            '{"type": "launch"}',
+            '{"type": "subscribe", "channels": []}',
+            '{"type": "subscribe", "channels": ["room:Not Valid"]}',
+            '{"type": "subscribe", "channels": ["elsewhere"]}',
+            '{"type": "subscribe", "channels": ["venue"], "since": {"venue": {"epoch": 3}}}',
+            orjson.dumps({"type": "subscribe", "channels": [f"room:r{i}" for i in range(300)]}),
+            "\x00\xff",
+        ]
+        for frame in bad_frames:
+            await bad.send(frame if isinstance(frame, str) else frame.decode())
+            reply = await bad.recv()
+            assert reply["type"] == "error", frame
+            assert reply["code"] in ("invalid", "limit") and reply["message"], reply
+        # Still usable after all that.
+        await bad.subscribe(["room:atlas"])
+        await pub.status("atlas", "live")
+        assert (await bystander.events(1))[0]["seq"] == 1
+        assert (await bad.events(1))[0]["seq"] == 1
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (b"\x01\x02", 1003),  # binary
+        ("x" * (64 * 1024 + 1), 1009),  # over the frame limit
+    ],
+)
+async def test_bad_frames_close_with_a_meaningful_code(
+    redis: RedisProcess, feed_server: Servers, frame: str | bytes, code: int
+) -> None:
+    server = feed_server(redis.url)
+    async with connect(server.ws_url) as client:
+        await client.send(frame)
+        with pytest.raises(ConnectionClosed) as closed:
+            for _ in range(5):
+                await client.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+
+
+async def test_a_client_that_keeps_sending_garbage_is_closed(
+    redis: RedisProcess, feed_server: Servers
+) -> None:
+    server = feed_server(redis.url)
+    async with connect(server.ws_url) as client:
+        with pytest.raises(ConnectionClosed) as closed:
+            for _ in range(100):
+                await client.send("nope")
+                await client.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+async def test_a_slow_client_is_closed_with_4008_and_others_keep_up(
+    redis: RedisProcess, feed_server: Servers
+) -> None:
+    server = feed_server(redis.url)
+    server.stop()
+    server.env["FEED_CLIENT_QUEUE_BYTES"] = "65536"
+    server.start()
+    # A client that reads nothing, with a tiny receive buffer so the server notices soon.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.setblocking(False)
+    blob = "x" * 60_000  # an event kind the reducer does not know: forwarded, state untouched
+    async with (
+        Publisher(redis.url) as pub,
+        connect(server.ws_url) as fast,
+        websockets.connect(
+            server.ws_url, sock=sock, max_queue=1, ping_interval=None, open_timeout=5
+        ) as slow,
+    ):
+        await fast.subscribe(["venue"])
+        await slow.send(orjson.dumps({"type": "subscribe", "channels": ["venue"]}).decode())
+        for _ in range(400):  # 24 MB: more than the socket buffers between them hold
+            await pub.publish("venue", "note", {"blob": blob})
+            assert len(await fast.events(1)) == 1
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(slow.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4008
+
+
+async def test_sigterm_closes_websockets_with_1001_and_exits(
+    redis: RedisProcess, feed_server: Servers
+) -> None:
+    server = feed_server(redis.url)
+    async with connect(server.ws_url) as client:
+        await client.subscribe(["venue"])
+        started = time.monotonic()
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await client.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert await asyncio.to_thread(server.proc.wait, 10) == 0
+    assert time.monotonic() - started < 10
