@@ -8,6 +8,7 @@ server cannot serve exactly shows up as a fresh snapshot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sys
 import time
@@ -17,11 +18,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import websockets
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from feed.errors import RECONNECT, CloseCode
 
 MAX_BACKOFF = 10.0
+DISCOVER_EVERY = 3.0  # seconds between looks for new channels when watching all
 
 
 def ws_url(url: str) -> str:
@@ -59,6 +62,8 @@ def describe(msg: dict[str, Any]) -> str | None:
         if msg.get("kind") == "retract":
             return f"{head}  announcement {data.get('id')} withdrawn"
         return f"{head}  {orjson.dumps(data).decode()}"
+    if kind == "subscribed" and msg.get("resumed"):
+        return f"{_clock()}  {ch:<16} resumed, up to date at #{msg.get('seq')}"
     if kind == "health":
         what = "live again" if msg.get("live") else "lost Redis: updates paused"
         return f"{_clock()}  server {what}"
@@ -105,8 +110,25 @@ class Watcher:
         names = await asyncio.to_thread(fetch)
         return names if "venue" in names else ["venue", *names]
 
+    async def _subscribe(self, conn: ClientConnection, channels: list[str]) -> None:
+        since = {ch: self.positions[ch] for ch in channels if ch in self.positions}
+        msg = {"type": "subscribe", "channels": channels, "since": since}
+        await conn.send(orjson.dumps(msg).decode())
+
+    async def _discover(self, conn: ClientConnection) -> None:
+        """Watching everything: rooms that appear later are followed too."""
+        while True:
+            await asyncio.sleep(DISCOVER_EVERY)
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                new = [ch for ch in await self._all_channels() if ch not in self.channels]
+                if new:
+                    self.channels += new
+                    self._print(f"{_clock()}  now also watching {', '.join(new)}", err=True)
+                    await self._subscribe(conn, new)
+
     async def run(self) -> int:
         backoff = 0.5
+        follow_all = not self.channels
         while not self.channels:
             try:
                 self.channels = await self._all_channels()
@@ -119,17 +141,14 @@ class Watcher:
             try:
                 async with websockets.connect(self.url, open_timeout=5, max_size=2**24) as conn:
                     backoff = 0.5
-                    await conn.send(
-                        orjson.dumps(
-                            {
-                                "type": "subscribe",
-                                "channels": self.channels,
-                                "since": self.positions,
-                            }
-                        ).decode()
-                    )
-                    async for raw in conn:
-                        self._handle(orjson.loads(raw))
+                    await self._subscribe(conn, self.channels)
+                    discover = asyncio.create_task(self._discover(conn)) if follow_all else None
+                    try:
+                        async for raw in conn:
+                            self._handle(orjson.loads(raw))
+                    finally:
+                        if discover:
+                            discover.cancel()
                     code = conn.close_code
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else None

@@ -1,0 +1,150 @@
+"""The `feed` command line: what an operator sees on success and on every kind of mistake."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from feed.bus import Bus
+from feed.embedded import RedisProcess, free_port
+from tests.conftest import feed_command
+
+
+def feed(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
+    done = subprocess.run(
+        feed_command(*args),
+        cwd=cwd,
+        env=base | (env or {}),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def assert_one_clear_line(stderr: str) -> None:
+    assert "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+
+
+async def test_publish_status_lands_in_redis(redis: RedisProcess) -> None:
+    code, out, err = feed("publish", "status", "atlas", "delayed", "--delay", "10", "--session",
+                          "s-42", "--redis-url", redis.url)  # fmt: skip
+    assert (code, err) == (0, "")
+    assert out.strip() == "room:atlas #1: delayed +10 min"
+    bus = Bus(redis.url)
+    try:
+        synced = await bus.sync("room:atlas")
+    finally:
+        await bus.aclose()
+    assert synced.seq == 1
+    assert synced.state["status"] == "delayed" and synced.state["delay"] == 10
+    assert synced.state["session"] == "s-42"
+
+
+async def test_publish_announce_to_rooms_and_everyone(redis: RedisProcess) -> None:
+    code, out, _ = feed("publish", "announce", "Salle pleine", "--room", "atlas", "--room",
+                        "orion", "--priority", "important", "--redis-url", redis.url)  # fmt: skip
+    assert code == 0 and "sent to atlas, orion" in out
+    code, out, _ = feed("publish", "announce", "Évacuation", "--priority", "emergency",
+                        "--expires", "30", "--redis-url", redis.url)  # fmt: skip
+    assert code == 0 and "sent to everyone" in out
+    announcement_id = out.split()[1]
+    bus = Bus(redis.url)
+    try:
+        venue = await bus.sync("venue")
+        orion = await bus.sync("room:orion")
+        (note,) = venue.state["announcements"]
+        assert note["id"] == announcement_id and note["priority"] == "emergency"
+        assert note["expires_at"] - note["ts"] == 30 * 60 * 1000
+        assert [a["text"] for a in orion.state["announcements"]] == ["Salle pleine"]
+        code, out, _ = feed("publish", "retract", announcement_id, "--redis-url", redis.url)
+        assert code == 0
+        assert (await bus.sync("venue")).state["announcements"] == []
+    finally:
+        await bus.aclose()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["status", "atlas", "bogus"], "use one of upcoming, starting, live, delayed, full"),
+        (["status", "Atlas Hall", "live"], "invalid room id 'Atlas Hall'"),
+        (["status", "atlas", "delayed", "--delay", "-5"], "delay must be between 0"),
+        (["status", "atlas", "live", "--to", "orion"], "only meaningful with the status 'moved'"),
+        (["announce", "   "], "text must be non-empty"),
+        (["announce", "hello", "--priority", "urgent"], "use one of info, important, emergency"),
+        (["announce", "hello", "--expires", "0"], "expires_in must be a positive number"),
+        (["status", "atlas", "live", "--delay", "soon"], "invalid int value: 'soon'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(
+    redis: RedisProcess, args: list[str], expected: str
+) -> None:
+    code, out, err = feed("publish", *args, "--redis-url", redis.url)
+    assert code == 2 and out == ""
+    assert expected in err
+    assert "Traceback" not in err
+
+
+def test_unreachable_redis_exits_1_with_one_clear_line() -> None:
+    with socket.socket() as s:  # a port that is certainly closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        code, out, err = feed("publish", "status", "atlas", "live", "--redis-url",
+                              f"redis://127.0.0.1:{port}/0")  # fmt: skip
+    assert code == 1 and out == ""
+    assert f"cannot use Redis at redis://127.0.0.1:{port}/0" in err
+    assert_one_clear_line(err)
+
+
+def test_publish_without_a_running_server_says_so(tmp_path: Path) -> None:
+    code, _, err = feed("publish", "status", "atlas", "live", cwd=tmp_path)
+    assert code == 1
+    assert "no running `feed serve`" in err and "--redis-url" in err
+    assert_one_clear_line(err)
+
+
+def test_bad_settings_exit_2_with_one_clear_line(tmp_path: Path) -> None:
+    code, _, err = feed("serve", env={"FEED_LOG_LEVEL": "verbose"}, cwd=tmp_path)
+    assert code == 2 and "FEED_LOG_LEVEL" in err
+    assert_one_clear_line(err)
+    (tmp_path / "feed.toml").write_text("prot = 8080\n")
+    code, _, err = feed("serve", "--config", "feed.toml", cwd=tmp_path)
+    assert code == 2 and "unknown setting 'prot'" in err
+
+
+def test_serve_on_a_taken_port_exits_1(redis: RedisProcess, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        code, _, err = feed("serve", "--port", port, "--redis-url", redis.url, cwd=tmp_path)
+    assert code == 1 and "address already in use" in err.lower()
+    assert "Traceback" not in err
+
+
+def test_usage_errors_exit_2() -> None:
+    code, _, err = feed()
+    assert code == 2 and "usage: feed" in err
+    code, _, err = feed("publish", "status", "atlas")
+    assert code == 2 and "required" in err
+
+
+def test_the_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "feed"  # where pip puts it, beside the interpreter
+    port = free_port()  # any argument error is enough to prove the entry point runs
+    done = subprocess.run(
+        [str(script), "serve", "--port", f"{port}x"], capture_output=True, text=True, timeout=30,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "invalid int value" in done.stderr
