@@ -109,6 +109,17 @@ class Bus:
             raise Unavailable(f"unexpected reply from Redis for {channel}: {reply!r:.200}")
         return reply
 
+    async def eviction_policy(self) -> str | None:
+        """Redis's maxmemory-policy, or None when Redis does not say (CONFIG may be forbidden)."""
+        try:
+            reply = await self._redis.config_get("maxmemory-policy")
+        except (RedisError, OSError):
+            return None
+        for key, value in dict(reply).items():
+            if _text(key) == "maxmemory-policy":
+                return _text(value)
+        return None
+
     async def channels(self, limit: int = 10_000) -> list[str]:
         """The channels Redis holds, sorted (`venue` first), at most `limit` of them."""
         found: set[str] = set()

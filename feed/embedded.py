@@ -105,12 +105,14 @@ class RedisProcess:
         unix_socket: Path | None = None,
         password: str | None = None,
         appendonly: bool = True,
+        fsync: str = "everysec",
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
         self.unix_socket = unix_socket
         self.password = password
         self.appendonly = appendonly
+        self.fsync = fsync
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -125,7 +127,7 @@ class RedisProcess:
         options: dict[str, str] = {
             "dir": str(self.data_dir),
             "appendonly": "yes" if self.appendonly else "no",
-            "appendfsync": "everysec",
+            "appendfsync": self.fsync,
             "save": "",
             "maxmemory-policy": "noeviction",
             "logfile": str(self.data_dir / "redis.log"),

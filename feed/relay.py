@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any
 
 from feed import protocol
 from feed.bus import Bus
@@ -39,6 +40,7 @@ class Relay:
     async def run(self) -> None:
         """Follow the bus and keep channels synced until cancelled."""
         syncer = asyncio.create_task(self._syncer(), name="feed-syncer")
+        self._spawn(self._check_eviction_policy())
         try:
             await self.bus.follow(self._on_live, self._on_down, self._on_message)
         finally:
@@ -46,6 +48,15 @@ class Relay:
             for task in [syncer, *self._tasks]:
                 task.cancel()
             await asyncio.gather(syncer, *self._tasks, return_exceptions=True)
+
+    async def _check_eviction_policy(self) -> None:
+        policy = await self.bus.eviction_policy()
+        if policy not in (None, "noeviction"):
+            log.warning(
+                "Redis maxmemory-policy is %s: under memory pressure it may evict feed keys and"
+                " lose changes; configure noeviction",
+                policy,
+            )
 
     # ---- what clients ask ---------------------------------------------------------------------
 
@@ -145,7 +156,7 @@ class Relay:
         for sink, need in needs:
             self._spawn(self._read_history(sink, need))
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -34,9 +34,9 @@ def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisProcess]]:
     """Start private redis-server processes on free loopback ports; all are stopped at the end."""
     started: list[RedisProcess] = []
 
-    def start(appendonly: bool = True) -> RedisProcess:
+    def start(appendonly: bool = True, fsync: str = "everysec") -> RedisProcess:
         proc = RedisProcess(
-            tmp_path / f"redis{len(started)}", port=free_port(), appendonly=appendonly
+            tmp_path / f"redis{len(started)}", port=free_port(), appendonly=appendonly, fsync=fsync
         )
         proc.start()
         started.append(proc)

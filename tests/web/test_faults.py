@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 import websockets
 from websockets.exceptions import ConnectionClosed
 
+from feed import keys
 from feed.embedded import RedisProcess
 from publisher import Publisher
 from tests.conftest import FeedServer, connect, get
@@ -30,9 +31,10 @@ async def wait_ready(server: FeedServer, ready: bool, timeout: float = 15.0) -> 
         await asyncio.sleep(0.05)
 
 
-async def test_redis_restart_keeps_clients_and_loses_nothing(
-    redis: RedisProcess, feed_server: Servers
+async def test_redis_killed_and_restarted_keeps_clients_and_loses_nothing(
+    redis_factory: Callable[..., RedisProcess], feed_server: Servers
 ) -> None:
+    redis = redis_factory(fsync="always")
     server = feed_server(redis.url)
     async with Publisher(redis.url) as pub:
         await pub.status("atlas", "live")
@@ -40,7 +42,7 @@ async def test_redis_restart_keeps_clients_and_loses_nothing(
         got = await client.subscribe(["room:atlas"])
         epoch = got[0]["epoch"]
 
-        redis.stop()  # a clean stop: the append-only file keeps every change
+        redis.kill()  # SIGKILL; with fsync always, the append-only file has every change
         await client.until(lambda m: m["type"] == "health" and m["live"] is False)
         await wait_ready(server, False)
         assert (await asyncio.to_thread(get, server.url + "/healthz"))[0] == 200
@@ -79,6 +81,39 @@ async def test_redis_that_lost_its_data_gives_clients_a_new_epoch(
             await pub.status("atlas", "full")
         (event,) = await client.events(1)
     assert (event["epoch"], event["seq"]) == (snapshot["epoch"], 1)
+
+
+async def test_redis_that_lost_its_last_writes_moves_to_a_new_epoch(
+    redis: RedisProcess, feed_server: Servers
+) -> None:
+    server = feed_server(redis.url)
+    admin = aioredis.Redis.from_url(redis.url)
+    async with Publisher(redis.url) as pub, connect(server.ws_url) as client:
+        await client.subscribe(["room:atlas"])
+        for _ in range(5):
+            await pub.status("atlas", "live")
+        events = await client.events(5)
+        # As if Redis restarted from an older append-only file: seq 5 became 3 in the same epoch.
+        await admin.hset(keys.meta_key("room:atlas"), "seq", 3)
+        await admin.client_kill_filter(_type="pubsub")  # the server resubscribes and syncs
+        got = await client.until(lambda m: m["type"] == "snapshot", timeout=15)
+    await admin.aclose()
+    snapshot = got[-1]
+    assert snapshot["epoch"] != events[-1]["epoch"] and snapshot["seq"] == 0
+    assert snapshot["state"]["status"] == "live"  # the state survives the move
+
+
+async def test_a_redis_that_may_evict_is_reported(
+    redis: RedisProcess, feed_server: Servers
+) -> None:
+    admin = aioredis.Redis.from_url(redis.url)
+    await admin.config_set("maxmemory-policy", "allkeys-lru")
+    await admin.aclose()
+    server = feed_server(redis.url)
+    deadline = time.monotonic() + 5
+    while "maxmemory-policy is allkeys-lru" not in server.log():
+        assert time.monotonic() < deadline, server.log()
+        await asyncio.sleep(0.05)
 
 
 async def test_events_missed_by_a_dropped_subscription_are_recovered(
