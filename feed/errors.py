@@ -17,18 +17,18 @@ class CloseCode(IntEnum):
     resume with your last (epoch, seq)"; the others mean "do not retry the same thing".
     """
 
-    NORMAL = 1000
+    NORMAL = 1000  # the client closed first
     GOING_AWAY = 1001  # server shutting down or restarting: reconnect with backoff
     UNSUPPORTED = 1003  # binary frame sent where only JSON text is accepted
+    ABNORMAL = 1006  # never sent: the connection dropped (network, heartbeat timeout)
     POLICY = 1008  # repeated invalid messages: fix the client before reconnecting
     TOO_BIG = 1009  # a frame over the size limit
-    INTERNAL = 1011  # a server bug: reconnect with backoff
-    TRY_AGAIN = 1013  # server over capacity: reconnect later
+    INTERNAL = 1011  # the server failed unexpectedly: reconnect with backoff
     SLOW = 4008  # the client fell too far behind: reconnect at once and resume
 
 
 RECONNECT = frozenset(
-    {CloseCode.GOING_AWAY, CloseCode.INTERNAL, CloseCode.TRY_AGAIN, CloseCode.SLOW}
+    {CloseCode.GOING_AWAY, CloseCode.ABNORMAL, CloseCode.INTERNAL, CloseCode.SLOW}
 )
 
 

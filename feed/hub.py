@@ -48,7 +48,7 @@ class _Waiting:
     """A client attached to a channel that is not live for it yet."""
 
     since: Position | None
-    reading_history: bool = False
+    reading: NeedHistory | None = None  # the history read this client waits for, if any
     pending: list[bytes] = field(default_factory=list)  # events after `upto`, held meanwhile
 
 
@@ -107,15 +107,18 @@ class Hub:
                 sink.send(frame)
             self._join(ch, sink, resumed=True)
             return False
-        ch.waiting[sink] = _Waiting(since, reading_history=True)
-        return NeedHistory(ch.name, since, ch.seq)
+        need = NeedHistory(ch.name, since, ch.seq)
+        ch.waiting[sink] = _Waiting(since, reading=need)
+        return need
 
     def history(self, sink: Sink, need: NeedHistory, events: Iterable[Event] | None) -> None:
         """Finish a NeedHistory with the events Redis returned (None: it could not say)."""
         ch = self.channels.get(need.channel)
         waiting = ch.waiting.get(sink) if ch else None
-        if ch is None or waiting is None or not waiting.reading_history:
-            return  # unsubscribed meanwhile, or already given a snapshot by a channel reset
+        if ch is None or waiting is None or waiting.reading is not need:
+            # Unsubscribed meanwhile, given a snapshot by a channel reset, or subscribed again
+            # (a newer read answers that request).
+            return
         del ch.waiting[sink]
         wanted = need.after.seq + 1
         frames = []
@@ -194,7 +197,7 @@ class Hub:
         for sink in ch.subscribers:
             sink.send(frame)
         for waiting in ch.waiting.values():
-            if waiting.reading_history:
+            if waiting.reading is not None:
                 waiting.pending.append(frame)
 
     def suspend(self) -> None:
@@ -250,7 +253,7 @@ class Hub:
         waiting, ch.waiting = ch.waiting, {}
         needs: list[tuple[Sink, NeedHistory]] = []
         for sink, w in waiting.items():
-            if w.reading_history:
+            if w.reading is not None:
                 self._join_with_snapshot(ch, sink)
             elif isinstance(need := self._attach(ch, sink, w.since), NeedHistory):
                 needs.append((sink, need))

@@ -29,7 +29,8 @@ class Relay:
     def __init__(self, bus: Bus, hub: Hub, on_health: Callable[[bool], None] = lambda _: None):
         self.bus = bus
         self.hub = hub
-        self.live = False  # the subscription is confirmed and nothing is known to be missing
+        self.subscribed = False  # Redis has confirmed the subscription
+        self.live = False  # subscribed, and caught up with what was missed before: ready
         self.bad_envelopes = 0
         self._generation = 0  # bumped each time the subscription is confirmed
         self._on_health = on_health
@@ -88,12 +89,13 @@ class Relay:
             "subscribed to Redis; catching up %d channel(s) from history", len(self.hub.channels)
         )
         self._generation += 1
+        self.subscribed = True
         self.hub.suspend()
         self._want(*self.hub.channels)
-        self._set_live(True)
 
     def _on_down(self, reason: str) -> None:
         log.warning("lost the Redis subscription (%s); serving the last known state", reason)
+        self.subscribed = False
         self.hub.suspend()
         self._set_live(False)
 
@@ -123,7 +125,7 @@ class Relay:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self.live and self._stale:
+            while self.subscribed and self._stale:
                 batch = [self._stale.pop() for _ in range(min(SYNC_BATCH, len(self._stale)))]
                 positions = self.hub.positions()
                 results = await asyncio.gather(
@@ -137,6 +139,8 @@ class Relay:
                     backoff = min(backoff * 2, 5.0)
                 else:
                     backoff = 0.1
+            if self.subscribed and not self._stale:
+                self._set_live(True)  # caught up with everything missed: ready
 
     async def _sync_one(self, name: str, known: Position | None) -> None:
         generation = self._generation
@@ -145,7 +149,7 @@ class Relay:
         except Unavailable as exc:
             log.info("sync of %s failed, will retry: %s", name, exc)
             raise
-        if not self.live or generation != self._generation:
+        if not self.subscribed or generation != self._generation:
             # The subscription dropped while we read: events published after this read may have
             # been missed, so it proves nothing. The next confirmation syncs everything again.
             self._stale.add(name)

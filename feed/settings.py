@@ -24,7 +24,8 @@ class Settings:
     # None: start (or share) the embedded Redis kept in `data_dir`.
     redis_url: str | None = None
     data_dir: Path = Path("var")
-    # Events kept per channel in Redis for resuming clients.
+    # Events kept per channel in Redis for resuming clients. Publishers trim the history as they
+    # append, so this is what `feed publish` and `Publisher` use; `feed serve` only reads it.
     history: int = 1000
     # A client whose unsent frames pass either limit is disconnected as slow (close 4008).
     client_queue_bytes: int = 4 * 1024 * 1024

@@ -103,10 +103,13 @@ class Publisher:
         rooms: Iterable[str] = (),
         priority: str = models.Priority.INFO,
         expires_in: float | None = None,
+        announcement_id: str | None = None,
     ) -> dict[str, Any]:
         """Post an announcement to the named rooms, or to everyone (`venue`) when none is named.
 
         `expires_in` is in seconds. Returns the announcement, with its `id` for a retraction.
+        Posting again with the same `announcement_id` replaces it (in every channel it reaches),
+        which makes retrying a post that failed halfway through its rooms safe.
         """
         ts = self._now_ms()
         if expires_in is not None and expires_in <= 0:
@@ -114,7 +117,12 @@ class Publisher:
         expires_at = ts + int(expires_in * 1000) if expires_in is not None else None
         room_list = list(rooms)
         data = models.announcement(
-            text, rooms=room_list, priority=priority, ts=ts, expires_at=expires_at
+            text,
+            rooms=room_list,
+            priority=priority,
+            ts=ts,
+            expires_at=expires_at,
+            announcement_id=announcement_id,
         )
         for channel in models.announcement_channels(data["rooms"]):
             await self.publish(channel, Kind.ANNOUNCE, data)

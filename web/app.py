@@ -72,8 +72,16 @@ async def readyz(request: web.Request) -> web.Response:
     relay = request.app[RELAY]
     if relay.live:
         return web.json_response({"ready": True, "redis": "subscribed"})
+    if relay.subscribed:
+        detail = "subscribed to Redis; catching up on missed events"
+    else:
+        detail = "not subscribed to Redis; retrying with backoff"
     return web.json_response(
-        {"ready": False, "redis": "unavailable", "detail": "not subscribed to Redis; retrying"},
+        {
+            "ready": False,
+            "redis": "catching-up" if relay.subscribed else "unavailable",
+            "detail": detail,
+        },
         status=503,
     )
 
@@ -105,6 +113,10 @@ async def json_errors(
             text = f"{exc.reason}: {request.method} {request.path}"
         body = {"code": exc.reason.lower().replace(" ", "_"), "message": text}
         return web.json_response(body, status=exc.status, headers=_allow(exc))
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        body = {"code": "internal", "message": "unexpected server error; it has been logged"}
+        return web.json_response(body, status=500)
 
 
 def _allow(exc: web.HTTPException) -> dict[str, str]:

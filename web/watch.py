@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from feed.errors import RECONNECT, CloseCode
+from feed.protocol import MAX_CHANNELS_PER_CONNECTION
 
 MAX_BACKOFF = 10.0
 DISCOVER_EVERY = 3.0  # seconds between looks for new channels when watching all
@@ -95,6 +96,7 @@ class Watcher:
         self.raw = raw
         self.out = out
         self.positions: dict[str, dict[str, Any]] = {}
+        self.resync: set[str] = set()  # channels to subscribe again after an unexpected seq
 
     def _print(self, line: str, *, err: bool = False) -> None:
         print(line, file=sys.stderr if err else self.out, flush=True)
@@ -108,7 +110,14 @@ class Watcher:
                 return list(orjson.loads(answer.read())["channels"])
 
         names = await asyncio.to_thread(fetch)
-        return names if "venue" in names else ["venue", *names]
+        names = names if "venue" in names else ["venue", *names]
+        if len(names) > MAX_CHANNELS_PER_CONNECTION:
+            self._print(
+                f"{_clock()}  {len(names)} channels; watching the first"
+                f" {MAX_CHANNELS_PER_CONNECTION} (name the ones you want instead)",
+                err=True,
+            )
+        return names[:MAX_CHANNELS_PER_CONNECTION]
 
     async def _subscribe(self, conn: ClientConnection, channels: list[str]) -> None:
         since = {ch: self.positions[ch] for ch in channels if ch in self.positions}
@@ -146,6 +155,9 @@ class Watcher:
                     try:
                         async for raw in conn:
                             self._handle(orjson.loads(raw))
+                            if self.resync:
+                                await self._subscribe(conn, sorted(self.resync))
+                                self.resync.clear()
                     finally:
                         if discover:
                             discover.cancel()
@@ -163,7 +175,7 @@ class Watcher:
                     f"{_clock()}  the server closed the connection ({code}); stopping", err=True
                 )
                 return 1
-            delay = backoff * (0.5 + random.random())
+            delay = min(backoff * (0.5 + random.random()), MAX_BACKOFF)
             self._print(f"{_clock()}  disconnected; resuming in {delay:.1f} s", err=True)
             await asyncio.sleep(delay)
             backoff = min(backoff * 2, MAX_BACKOFF)
@@ -177,10 +189,12 @@ class Watcher:
             if (
                 kind == "event"
                 and last
-                and last["epoch"] == msg.get("epoch")
-                and seq != last["seq"] + 1
+                and (last["epoch"], last["seq"] + 1) != (msg.get("epoch"), seq)
             ):
+                # Never expected from the server; if it happens, ask it to resume from what we have.
                 self._print(f"{_clock()}  {ch}: expected #{last['seq'] + 1}, got #{seq}", err=True)
+                self.resync.add(ch)
+                return
             self.positions[ch] = {"epoch": msg.get("epoch"), "seq": seq}
         if kind == "error":
             self._print(

@@ -49,13 +49,16 @@ class Client:
         self.close_code: CloseCode | None = None
         self.close_reason = ""
         self._writer: asyncio.Task[None] | None = None
+        self._draining = False
 
     def send(self, frame: bytes) -> None:
         if self.close_code is not None:
             return
-        if (
-            self._queued_bytes + len(frame) > self._max_bytes
-            or len(self._queue) >= self._max_frames
+        # Slow means the socket refuses more (the writer waits for it to drain) while the queue
+        # is over its byte limit. A burst the writer has simply not reached yet is not slowness:
+        # a snapshot bigger than the limit must still go out, or the client could never join.
+        if len(self._queue) >= self._max_frames or (
+            self._draining and self._queued_bytes + len(frame) > self._max_bytes
         ):
             self._queue.clear()
             self.close(CloseCode.SLOW, "slow: reconnect and resume")
@@ -88,7 +91,9 @@ class Client:
                 while self._queue:
                     frame = self._queue.popleft()
                     self._queued_bytes -= len(frame)
+                    self._draining = True  # stays set only while send_frame waits for the socket
                     await ws.send_frame(frame, WSMsgType.TEXT)
+                    self._draining = False
         except asyncio.CancelledError:
             if self.close_code != CloseCode.SLOW:
                 raise
@@ -112,7 +117,10 @@ async def handle(
     # No permessage-deflate: it would compress every frame once per client, defeating the
     # encode-once fan-out; JSON messages here are small.
     ws = web.WebSocketResponse(
-        heartbeat=25.0, max_msg_size=protocol.MAX_FRAME_BYTES, compress=False
+        # aiohttp refuses a message whose size reaches max_msg_size; ours may be exactly the limit.
+        heartbeat=25.0,
+        max_msg_size=protocol.MAX_FRAME_BYTES + 1,
+        compress=False,
     )
     await ws.prepare(request)
     client = Client(ws, settings.client_queue_bytes, settings.client_queue_frames)
@@ -165,3 +173,7 @@ def _receive(client: Client, relay: Relay, data: str) -> None:
         client.send(protocol.error(exc.code, exc.message))
         if client.errors >= MAX_ERRORS:
             client.close(CloseCode.POLICY, "too many invalid messages")
+    except Exception:
+        # A bug must cost at most this connection, never the process or the other clients.
+        log.exception("unexpected error handling a message from client %d", client.id)
+        client.close(CloseCode.INTERNAL, "internal error; reconnect")

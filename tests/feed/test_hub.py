@@ -293,6 +293,22 @@ def test_resume_beyond_the_ring_reads_history_then_pending_live_events() -> None
     assert late.kinds()[-1] == f"event@{last + 3}"
 
 
+def test_a_history_read_overtaken_by_a_new_subscribe_is_ignored() -> None:
+    hub, keeper, late = make_hub(), Recorder(), Recorder()
+    loaded(hub, 0, keeper)
+    last = RECENT_EVENTS + 20
+    feed(hub, evs(1, last))
+    first = hub.subscribe(late, CH, Position(E1, 2))
+    feed(hub, evs(last + 1, last + 2))
+    second = hub.subscribe(late, CH, Position(E1, 5))  # the client asked again meanwhile
+    assert isinstance(first, NeedHistory) and isinstance(second, NeedHistory)
+    assert second.upto == last + 2
+    hub.history(late, first, evs(3, last))  # the older read lands first: not for this request
+    assert late.raw == []
+    hub.history(late, second, evs(6, last + 2))
+    assert late.frames == [*event_frames(evs(6, last + 2)), subscribed(last + 2, resumed=True)]
+
+
 def test_history_ignores_events_outside_the_range() -> None:
     hub, keeper, late = make_hub(), Recorder(), Recorder()
     loaded(hub, 0, keeper)

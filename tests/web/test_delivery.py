@@ -162,3 +162,18 @@ async def test_unsubscribe_stops_delivery(redis: RedisProcess, feed_server: Serv
         await pub.status("orion", "live")
         (event,) = await client.events(1)
     assert event["channel"] == "room:orion"
+
+
+async def test_a_snapshot_bigger_than_the_client_queue_still_goes_out(
+    redis: RedisProcess, feed_server: Servers
+) -> None:
+    server = feed_server(redis.url)
+    server.stop()
+    server.env["FEED_CLIENT_QUEUE_BYTES"] = "2000"
+    server.start()
+    async with Publisher(redis.url) as pub:
+        for i in range(5):
+            await pub.announce(f"{i} " + "é" * 1500)
+        async with connect(server.ws_url) as client:
+            got = await client.subscribe(["venue"])
+    assert len(got[0]["state"]["announcements"]) == 5
