@@ -14,7 +14,7 @@ then incoming events are buffered until a sync read from Redis says where the ch
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -76,6 +76,7 @@ class Channel:
 class Hub:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.channels: dict[str, Channel] = {}
+        self._idle: OrderedDict[str, None] = OrderedDict()  # channels nobody follows, oldest first
         self._clock = clock
 
     def _now_ms(self) -> int:
@@ -89,15 +90,20 @@ class Hub:
         ch = self.channels.get(name)
         if ch is None:
             ch = self.channels[name] = Channel(name)
+        self._idle.pop(name, None)
         ch.subscribers.pop(sink, None)
         ch.waiting.pop(sink, None)
-        if ch.state is None:
-            ch.waiting[sink] = _Waiting(since)
-            return True
         return self._attach(ch, sink, since)
 
     def _attach(self, ch: Channel, sink: Sink, since: Position | None) -> NeedHistory | bool:
-        assert ch.epoch is not None
+        if ch.epoch is None or (
+            not ch.live and since is not None and (since.epoch != ch.epoch or since.seq > ch.seq)
+        ):
+            # Not loaded yet; or this process is cut off from Redis and the client may know more
+            # than it does (it came from another process): rather than move the client back in
+            # time, wait for the next sync.
+            ch.waiting[sink] = _Waiting(since)
+            return True
         if since is None or since.epoch != ch.epoch or since.seq > ch.seq:
             self._join_with_snapshot(ch, sink)
             return False
@@ -144,12 +150,10 @@ class Hub:
         ch.subscribers.pop(sink, None)
         ch.waiting.pop(sink, None)
         if ch.idle():
-            self._evict_idle()
-
-    def _evict_idle(self) -> None:
-        idle = [name for name, ch in self.channels.items() if ch.idle()]
-        for name in idle[: max(0, len(idle) - MAX_IDLE_CHANNELS)]:
-            del self.channels[name]
+            self._idle[name] = None
+            while len(self._idle) > MAX_IDLE_CHANNELS:
+                oldest, _ = self._idle.popitem(last=False)
+                del self.channels[oldest]
 
     def _join_with_snapshot(self, ch: Channel, sink: Sink) -> None:
         sink.send(self._snapshot(ch))
@@ -209,21 +213,27 @@ class Hub:
         self, name: str, epoch: str, seq: int, state: State, events: list[Event]
     ) -> tuple[bool, list[tuple[Sink, NeedHistory]]]:
         """Bring a channel up to what Redis said: its (epoch, seq, state) and the events after the
-        position the hub asked from; then apply what was buffered meanwhile and go live.
+        position the hub asked from; then apply what was buffered meanwhile, go live, and attach
+        the clients that were waiting.
 
-        Returns whether the buffer showed a gap (the channel needs another sync), and the
-        clients that were waiting for this load and now need history from Redis."""
+        Returns whether the channel needs another sync (the buffer showed a gap, or held events
+        it could not place), and the waiting clients that now need history from Redis."""
         ch = self.channels.get(name)
         if ch is None:
             return False, []
-        needs: list[tuple[Sink, NeedHistory]] = []
         catch_up = [ev for ev in events if ev.epoch == ch.epoch and ev.seq > ch.seq]
-        contiguous = all(ev.seq == ch.seq + 1 + i for i, ev in enumerate(catch_up))
-        if ch.state is None or epoch != ch.epoch or not contiguous or ch.seq + len(catch_up) != seq:
-            needs = self._reset(ch, epoch, seq, state)
-        else:
-            for ev in catch_up:
-                self._apply(ch, ev)
+        joins = all(ev.seq == ch.seq + 1 + i for i, ev in enumerate(catch_up))
+        if ch.state is None or epoch != ch.epoch:
+            self._reset(ch, epoch, seq, state)
+        elif seq > ch.seq:
+            if joins and ch.seq + len(catch_up) == seq:
+                for ev in catch_up:
+                    self._apply(ch, ev)
+            else:  # the history no longer reaches back to us
+                self._reset(ch, epoch, seq, state)
+        # else: the hub already holds this position or a later one (events arrived while the
+        # read was in flight); Redis's own check against the hub's position rules out data loss.
+
         # Events of another epoch are either older than what Redis just said (dropped) or newer
         # (the channel moved on after our read): one more sync tells which, and converges, as
         # the buffer is empty by then. Events dropped for room need that sync too.
@@ -234,30 +244,30 @@ class Hub:
         for i, ev in enumerate(buffered):
             if self.event(ev):
                 ch.buffered.extend(buffered[i + 1 :])
-                return True, needs
+                return True, []
+        needs: list[tuple[Sink, NeedHistory]] = []
+        for sink, w in list(ch.waiting.items()):
+            if w.reading is None:
+                del ch.waiting[sink]
+                if isinstance(need := self._attach(ch, sink, w.since), NeedHistory):
+                    needs.append((sink, need))
         if again:
             ch.live = False
         return again, needs
 
-    def _reset(
-        self, ch: Channel, epoch: str, seq: int, state: State
-    ) -> list[tuple[Sink, NeedHistory]]:
-        """Take Redis's word for the channel: subscribers get a fresh snapshot, and clients
-        waiting for the first load are attached (some of them need history to resume)."""
+    def _reset(self, ch: Channel, epoch: str, seq: int, state: State) -> None:
+        """Take Redis's word for the channel: subscribers, and clients waiting for history that
+        no longer applies, get a fresh snapshot."""
         ch.epoch, ch.seq, ch.state = epoch, seq, state
         ch.recent.clear()
         if ch.subscribers:
             frame = self._snapshot(ch)
             for sink in ch.subscribers:
                 sink.send(frame)
-        waiting, ch.waiting = ch.waiting, {}
-        needs: list[tuple[Sink, NeedHistory]] = []
-        for sink, w in waiting.items():
+        for sink, w in list(ch.waiting.items()):
             if w.reading is not None:
+                del ch.waiting[sink]
                 self._join_with_snapshot(ch, sink)
-            elif isinstance(need := self._attach(ch, sink, w.since), NeedHistory):
-                needs.append((sink, need))
-        return needs
 
     def positions(self) -> dict[str, Position | None]:
         """Where each channel stands, for the sync reads after the subscription went live."""

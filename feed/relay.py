@@ -9,6 +9,7 @@ resumes that the hub cannot serve from memory become history reads here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -23,6 +24,7 @@ from feed.protocol import Position
 log = logging.getLogger(__name__)
 
 SYNC_BATCH = 64  # channels read from Redis concurrently in one round of the syncer
+HISTORY_READS = 16  # history reads for resuming clients in flight at once, per process
 
 
 class Relay:
@@ -37,18 +39,33 @@ class Relay:
         self._stale: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        # One history read per client and channel: a newer request replaces an older one.
+        self._reads: dict[tuple[Sink, str], asyncio.Task[None]] = {}
+        self._read_slots = asyncio.Semaphore(HISTORY_READS)
 
     async def run(self) -> None:
         """Follow the bus and keep channels synced until cancelled."""
-        syncer = asyncio.create_task(self._syncer(), name="feed-syncer")
+        syncer = asyncio.create_task(self._supervise(self._syncer), name="feed-syncer")
         self._spawn(self._check_eviction_policy())
         try:
-            await self.bus.follow(self._on_live, self._on_down, self._on_message)
+            await self._supervise(
+                lambda: self.bus.follow(self._on_live, self._on_down, self._on_message)
+            )
         finally:
-            syncer.cancel()
-            for task in [syncer, *self._tasks]:
+            tasks = [syncer, *self._tasks, *self._reads.values()]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(syncer, *self._tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _supervise(self, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run a loop that should never end; if a bug ends it, say so, go unready, restart it."""
+        while True:
+            try:
+                await loop()
+            except Exception:
+                log.exception("%s failed; restarting it", getattr(loop, "__name__", "the relay"))
+                self._on_down("internal error")
+                await asyncio.sleep(1.0)
 
     async def _check_eviction_policy(self) -> None:
         policy = await self.bus.eviction_policy()
@@ -67,19 +84,34 @@ class Relay:
             if outcome is True:
                 self._want(name)
             elif isinstance(outcome, NeedHistory):
-                self._spawn(self._read_history(sink, outcome))
+                self._read_history(sink, outcome)
 
     def unsubscribe(self, sink: Sink, channels: Iterable[str]) -> None:
         for name in channels:
             self.hub.unsubscribe(sink, name)
+            if (read := self._reads.pop((sink, name), None)) is not None:
+                read.cancel()
 
-    async def _read_history(self, sink: Sink, need: NeedHistory) -> None:
-        try:
-            synced = await self.bus.sync(need.channel, after=need.after)
-            events = synced.events if synced.epoch == need.after.epoch else None
-        except Unavailable as exc:
-            log.info("history of %s unavailable, sending a snapshot instead: %s", need.channel, exc)
-            events = None
+    def _read_history(self, sink: Sink, need: NeedHistory) -> None:
+        key = (sink, need.channel)
+        if (older := self._reads.pop(key, None)) is not None:
+            older.cancel()
+        task = asyncio.create_task(self._history(sink, need))
+        self._reads[key] = task
+        task.add_done_callback(functools.partial(self._read_done, key))
+
+    def _read_done(self, key: tuple[Sink, str], task: asyncio.Task[None]) -> None:
+        if self._reads.get(key) is task:
+            del self._reads[key]
+
+    async def _history(self, sink: Sink, need: NeedHistory) -> None:
+        async with self._read_slots:
+            try:
+                synced = await self.bus.sync(need.channel, after=need.after)
+                events = synced.events if synced.epoch == need.after.epoch else None
+            except Unavailable as exc:
+                log.info("history of %s unavailable, sending a snapshot: %s", need.channel, exc)
+                events = None
         self.hub.history(sink, need, events)
 
     # ---- what Redis says ----------------------------------------------------------------------
@@ -143,6 +175,8 @@ class Relay:
                 self._set_live(True)  # caught up with everything missed: ready
 
     async def _sync_one(self, name: str, known: Position | None) -> None:
+        if name not in self.hub.channels:
+            return  # evicted while it waited: nobody here follows it any more
         generation = self._generation
         try:
             synced = await self.bus.sync(name, known=known, after=known)
@@ -158,7 +192,7 @@ class Relay:
         if gap:
             self._want(name)
         for sink, need in needs:
-            self._spawn(self._read_history(sink, need))
+            self._read_history(sink, need)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)

@@ -123,7 +123,8 @@ def test_events_buffered_during_the_first_load_follow_the_snapshot() -> None:
     hub.subscribe(sink, CH, None)
     feed(hub, [ev(3), ev(4), ev(5)])  # 3 is already in the state Redis reports
     assert hub.synced(CH, E1, 3, state_at(3), []) == (False, [])
-    assert sink.kinds() == ["snapshot@3", "subscribed@3", "event@4", "event@5"]
+    # Waiting clients join once the buffer is applied: the snapshot already holds 4 and 5.
+    assert sink.kinds() == ["snapshot@5", "subscribed@5"]
     assert hub.channels[CH].state == state_at(5)
 
 
@@ -384,13 +385,13 @@ def test_waiting_clients_with_a_position_resume_after_the_first_load() -> None:
 
     gap, needs = hub.synced(CH, E1, 5, state_at(5), [])
     assert gap is False
-    assert needs == [(behind, NeedHistory(CH, Position(E1, 2), 5))]
-    assert fresh.kinds() == ["snapshot@5", "subscribed@5", "event@6"]
-    assert current.kinds() == ["resumed@5", "event@6"]
-    assert other.kinds() == ["snapshot@5", "subscribed@5", "event@6"]
+    assert needs == [(behind, NeedHistory(CH, Position(E1, 2), 6))]
+    assert fresh.kinds() == ["snapshot@6", "subscribed@6"]
+    assert current.kinds() == ["event@6", "resumed@6"]
+    assert other.kinds() == ["snapshot@6", "subscribed@6"]
     assert behind.raw == []
 
-    hub.history(behind, needs[0][1], evs(3, 5))
+    hub.history(behind, needs[0][1], evs(3, 6))
     assert behind.frames == [*event_frames(evs(3, 6)), subscribed(6, resumed=True)]
 
 
@@ -467,3 +468,40 @@ def test_events_dropped_past_the_buffer_limit_ask_for_another_sync(
     gap, _ = hub.synced(CH, E1, 0, state_at(0), [])  # the read was older than all of them
     assert sink.kinds() == [f"event@{i}" for i in range(1, 6)]
     assert gap is True  # else the hub stays live at seq 5 though Redis is at 7
+
+
+def test_a_stale_sync_of_a_live_channel_does_not_move_it_back() -> None:
+    hub, sink = make_hub(), Recorder()
+    loaded(hub, 1, sink)
+    before = list(sink.kinds())
+    hub.channels[CH].live = True
+    feed(hub, evs(2, 3))  # delivered live while a second read (at seq 1) was in flight
+    assert hub.synced(CH, E1, 1, state_at(1), []) == (False, [])
+    assert sink.kinds() == [*before, "event@2", "event@3"]  # no snapshot back at 1
+    assert hub.positions() == {CH: Position(E1, 3)}
+
+
+def test_a_client_ahead_of_a_cut_off_hub_waits_instead_of_going_back() -> None:
+    hub, keeper, ahead = make_hub(), Recorder(), Recorder()
+    loaded(hub, 5, keeper)
+    hub.suspend()  # Redis is gone; another process had already delivered 6..9
+    assert hub.subscribe(ahead, CH, Position(E1, 9)) is True
+    assert ahead.raw == []
+    gap, needs = hub.synced(CH, E1, 10, state_at(10), evs(6, 10))
+    assert (gap, needs) == (False, [])
+    assert ahead.kinds() == ["event@10", "resumed@10"]
+
+
+def test_idle_channels_are_evicted_oldest_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hub_module, "MAX_IDLE_CHANNELS", 2)
+    hub, sink = make_hub(), Recorder()
+    for name in ("room:a", "room:b", "room:c"):
+        hub.subscribe(sink, name, None)
+        hub.synced(name, E1, 0, reducer.initial(name), [])
+    for name in ("room:a", "room:b", "room:c"):
+        hub.unsubscribe(sink, name)
+    assert sorted(hub.channels) == ["room:b", "room:c"]
+    hub.subscribe(sink, "room:b", None)  # followed again: no longer idle
+    hub.subscribe(sink, "room:d", None)
+    hub.unsubscribe(sink, "room:d")
+    assert sorted(hub.channels) == ["room:b", "room:c", "room:d"]

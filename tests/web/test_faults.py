@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 import time
@@ -263,3 +264,93 @@ async def test_sigterm_closes_websockets_with_1001_and_exits(
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
     assert await asyncio.to_thread(server.proc.wait, 10) == 0
     assert time.monotonic() - started < 10
+
+
+def established(port: int) -> int:
+    """Established TCP connections whose local port is `port` (the server's side of them)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                    count += 1
+    return count
+
+
+def deaf_client(port: int) -> socket.socket:
+    """A websocket client that subscribes to `venue` and then never reads a byte."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    payload = b'{"type":"subscribe","channels":["venue"]}'
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+    return sock
+
+
+async def test_a_deaf_client_is_let_go_and_does_not_hold_up_shutdown(
+    redis: RedisProcess, feed_server: Servers
+) -> None:
+    server = feed_server(redis.url)
+    server.stop()
+    server.env["FEED_CLIENT_QUEUE_BYTES"] = "65536"
+    server.start()
+    deaf = [deaf_client(server.port) for _ in range(3)]
+    try:
+        async with Publisher(redis.url) as pub:
+            await asyncio.sleep(0.3)
+            assert established(server.port) == 3
+            blob = "x" * 60_000
+            for _ in range(300):  # 18 MB: far more than the sockets hold
+                await pub.publish("venue", "note", {"blob": blob})
+            # Closed as slow, their close frames never read: the server lets go of the sockets.
+            deadline = time.monotonic() + 10
+            while established(server.port) > 0:
+                assert time.monotonic() < deadline, "slow clients still held"
+                await asyncio.sleep(0.1)
+        stuck = deaf_client(server.port)  # and one more that is deaf at shutdown time
+        deaf.append(stuck)
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        assert server.stop() == 0
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in deaf:
+            sock.close()
+
+
+async def test_a_big_resume_is_not_mistaken_for_a_slow_client(
+    redis: RedisProcess, feed_server: Servers
+) -> None:
+    server = feed_server(redis.url)
+    server.stop()
+    server.env["FEED_CLIENT_QUEUE_FRAMES"] = "500"
+    server.start()
+    rooms = [f"room:r{i}" for i in range(20)]
+    async with Publisher(redis.url) as pub, connect(server.ws_url) as client:
+        got = await client.subscribe(rooms)
+        since = {
+            m["channel"]: {"epoch": m["epoch"], "seq": m["seq"]}
+            for m in got
+            if m["type"] == "snapshot"
+        }
+        for _ in range(60):  # 1200 missed events in all, more than the frame limit
+            await asyncio.gather(*(pub.status(r.removeprefix("room:"), "live") for r in rooms))
+    async with connect(server.ws_url) as client:
+        got = await client.subscribe(rooms, since)
+    assert len([m for m in got if m["type"] == "event"]) == 1200
+    assert not [m for m in got if m["type"] == "snapshot"]
+
+
+async def test_subscribe_floods_are_refused(redis: RedisProcess, feed_server: Servers) -> None:
+    server = feed_server(redis.url)
+    async with connect(server.ws_url) as client:
+        for i in range(30):
+            await client.send({"type": "subscribe", "channels": [f"room:r{i}"]})
+        got = await client.until(lambda m: m["type"] == "error")
+        assert got[-1]["code"] == "limit" and "too many subscribe" in got[-1]["message"]
