@@ -169,10 +169,21 @@ class Bus:
         return Synced(epoch, seq, state, events)
 
     async def publish(
-        self, channel: str, known: Position | None, *, kind: str, data: Any, ts: int, state: State
+        self,
+        channel: str,
+        known: Position | None,
+        *,
+        kind: str,
+        data: Any,
+        ts: int,
+        state: State,
+        change_id: str | None = None,
     ) -> Published | Synced:
         """Publish one event if `known` is still the channel's position; else return where the
-        channel stands now (`Synced` without events) so the caller can recompute and retry."""
+        channel stands now (`Synced` without events) so the caller can recompute and retry.
+
+        `change_id` identifies this change across retries: if Redis ran the call but its reply
+        was lost, the retry finds the change already made and does not make it twice."""
         head, middle, tail = protocol.envelope_parts(channel, kind, data, ts)
         reply = await self._run(
             channel,
@@ -187,9 +198,10 @@ class Bus:
                 tail,
                 self.history,
                 keys.BUS,
+                change_id or secrets.token_hex(8),
             ],
         )
-        if int(reply[0]) == 1:
+        if int(reply[0]) in (1, 2):
             return Published(channel, _text(reply[1]), int(reply[2]))
         return Synced(_text(reply[1]), int(reply[2]), _state(channel, reply[3]), [])
 

@@ -10,9 +10,11 @@
 -- sync:    ARGV[6] epoch and ARGV[7] seq to read history after, ARGV[8] most entries to return;
 --          returns {epoch, seq, state, envelope...}
 -- publish: ARGV[6] the new state, ARGV[7..9] the envelope cut around epoch and seq,
---          ARGV[10] history length, ARGV[11] the pub/sub channel;
---          returns {1, epoch, seq} when published, or {0, epoch, seq, state} when the caller's
---          known position is not the channel's (recompute the state and try again)
+--          ARGV[10] history length, ARGV[11] the pub/sub channel, ARGV[12] the change's id;
+--          returns {1, epoch, seq} when published; {2, epoch, seq} when this very change was
+--          already published (the call was retried after its reply was lost); or
+--          {0, epoch, seq, state} when the caller's known position is not the channel's
+--          (recompute the state and try again)
 local meta, log = KEYS[1], KEYS[2]
 local known_epoch, known_seq = ARGV[4], tonumber(ARGV[5])
 
@@ -53,11 +55,14 @@ if ARGV[1] == 'sync' then
 end
 
 if known_epoch ~= epoch or known_seq ~= seq then
+  if redis.call('HGET', meta, 'last') == ARGV[12] then
+    return {2, epoch, seq}
+  end
   return {0, epoch, seq, redis.call('HGET', meta, 'state')}
 end
 seq = seq + 1
 local envelope = ARGV[7] .. epoch .. ARGV[8] .. seq .. ARGV[9]
 redis.call('XADD', log, 'MAXLEN', '~', ARGV[10], seq .. '-0', 'm', envelope)
-redis.call('HSET', meta, 'seq', seq, 'state', ARGV[6])
+redis.call('HSET', meta, 'seq', seq, 'state', ARGV[6], 'last', ARGV[12])
 redis.call('PUBLISH', ARGV[11], envelope)
 return {1, epoch, seq}

@@ -6,9 +6,12 @@ dict that travels in an event's `data`, or raise `InvalidMessage` saying what is
 
 from __future__ import annotations
 
+import re
 import secrets
 from enum import StrEnum
 from typing import Any
+
+import orjson
 
 from feed import keys
 from feed.errors import InvalidMessage
@@ -43,6 +46,22 @@ class Kind(StrEnum):
     STATUS = "status"
     ANNOUNCE = "announce"
     RETRACT = "retract"
+
+
+MAX_EVENT_BYTES = 60 * 1024  # an event's data, encoded; clients' websocket limits start at 64 KiB
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def event(kind: object, data: object) -> None:
+    """Check what any event must be: a short lowercase kind, and JSON data of bounded size."""
+    if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+        raise InvalidMessage(f"invalid event kind {kind!r}: 1-32 lowercase letters, digits or '_'")
+    try:
+        size = len(orjson.dumps(data))
+    except TypeError as exc:
+        raise InvalidMessage(f"event data is not JSON: {exc}") from None
+    if size > MAX_EVENT_BYTES:
+        raise InvalidMessage(f"event data is {size} bytes; the limit is {MAX_EVENT_BYTES}")
 
 
 def _choice(enum: type[StrEnum], value: object, what: str) -> str:

@@ -11,6 +11,7 @@ Each call returns once the change is in Redis (and on its way to every web proce
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -64,18 +65,26 @@ class Publisher:
     async def publish(self, channel: str, kind: str, data: Any) -> Published:
         """Publish one event on one channel; the reducer computes the state stored beside it."""
         channel = keys.channel(channel)
+        models.event(kind, data)
         async with self._locks[channel]:
             return await self._publish(channel, kind, data)
 
     async def _publish(self, channel: str, kind: str, data: Any) -> Published:
         ts = self._now_ms()
+        change_id = secrets.token_hex(8)
         for _ in range(MAX_ATTEMPTS):
             known = self._known.get(channel)
             if known is None:
                 known = await self._bus.sync(channel)
             state = reducer.apply(known.state, kind, data, ts)
             result = await self._bus.publish(
-                channel, Position(known.epoch, known.seq), kind=kind, data=data, ts=ts, state=state
+                channel,
+                Position(known.epoch, known.seq),
+                kind=kind,
+                data=data,
+                ts=ts,
+                state=state,
+                change_id=change_id,
             )
             if isinstance(result, Published):
                 self._known[channel] = Synced(result.epoch, result.seq, state, [])

@@ -364,6 +364,9 @@ async def test_publisher_rejects_invalid_input_before_touching_redis(
             pub.announce("x", expires_in=0),
             pub.retract(""),
             pub.retract("abc", rooms=["BAD"]),
+            pub.publish("venue", "Not A Kind", {}),
+            pub.publish("venue", "note", {"blob": "x" * 70_000}),
+            pub.publish("venue", "note", {"when": object()}),
         ]
         for call in calls:
             with pytest.raises(InvalidMessage):
@@ -378,6 +381,20 @@ async def test_publisher_rejects_invalid_input_before_touching_redis(
         await attempts(offline)
     finally:
         await offline.aclose()
+
+
+async def test_a_retried_publish_is_made_once(bus: Bus, raw: aioredis.Redis) -> None:
+    start = await bus.sync(ROOM)
+    state = reducer.apply(start.state, "status", status(1), TS)
+    args: dict[str, Any] = {"kind": "status", "data": status(1), "ts": TS, "state": state}
+    known = Position(start.epoch, 0)
+    first = await bus.publish(ROOM, known, **args, change_id="c-1")
+    # As if Redis ran the call but its reply was lost, and the call was sent again.
+    again = await bus.publish(ROOM, known, **args, change_id="c-1")
+    other = await bus.publish(ROOM, known, **args, change_id="c-2")
+    assert isinstance(first, Published) and again == first
+    assert isinstance(other, Synced) and other.seq == 1
+    assert await raw.xlen(keys.log_key(ROOM)) == 1
 
 
 async def test_publisher_on_an_unreachable_redis() -> None:
