@@ -125,13 +125,19 @@ class FeedServer:
 
 @pytest.fixture
 def feed_server(tmp_path: Path) -> Iterator[Callable[..., FeedServer]]:
-    """Start `feed serve` processes: `feed_server(redis_url)` or `feed_server(None)` (embedded)."""
+    """Start `feed serve` processes: `feed_server(redis_url)` or `feed_server(None)` (embedded),
+    with extra arguments and `FEED_*` variables (`env=`)."""
     servers: list[FeedServer] = []
 
-    def start(redis_url: str | None, *extra: str, wait_ready: bool = True) -> FeedServer:
+    def start(
+        redis_url: str | None,
+        *extra: str,
+        wait_ready: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> FeedServer:
         args = [*extra] + (["--redis-url", redis_url] if redis_url else [])
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
-        server = FeedServer(free_port(), args, tmp_path, env)
+        base = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
+        server = FeedServer(free_port(), args, tmp_path, base | (env or {}))
         servers.append(server)
         server.start(wait_ready=wait_ready)
         return server

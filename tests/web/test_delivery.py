@@ -167,10 +167,7 @@ async def test_unsubscribe_stops_delivery(redis: RedisProcess, feed_server: Serv
 async def test_a_snapshot_bigger_than_the_client_queue_still_goes_out(
     redis: RedisProcess, feed_server: Servers
 ) -> None:
-    server = feed_server(redis.url)
-    server.stop()
-    server.env["FEED_CLIENT_QUEUE_BYTES"] = "2000"
-    server.start()
+    server = feed_server(redis.url, env={"FEED_CLIENT_QUEUE_BYTES": "2000"})
     async with Publisher(redis.url) as pub:
         for i in range(5):
             await pub.announce(f"{i} " + "é" * 1500)

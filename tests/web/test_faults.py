@@ -221,10 +221,7 @@ async def test_a_client_that_keeps_sending_garbage_is_closed(
 async def test_a_slow_client_is_closed_with_4008_and_others_keep_up(
     redis: RedisProcess, feed_server: Servers
 ) -> None:
-    server = feed_server(redis.url)
-    server.stop()
-    server.env["FEED_CLIENT_QUEUE_BYTES"] = "65536"
-    server.start()
+    server = feed_server(redis.url, env={"FEED_CLIENT_QUEUE_BYTES": "65536"})
     # A client that reads nothing, with a tiny receive buffer so the server notices soon.
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -296,10 +293,7 @@ def deaf_client(port: int) -> socket.socket:
 async def test_a_deaf_client_is_let_go_and_does_not_hold_up_shutdown(
     redis: RedisProcess, feed_server: Servers
 ) -> None:
-    server = feed_server(redis.url)
-    server.stop()
-    server.env["FEED_CLIENT_QUEUE_BYTES"] = "65536"
-    server.start()
+    server = feed_server(redis.url, env={"FEED_CLIENT_QUEUE_BYTES": "65536"})
     deaf = [deaf_client(server.port) for _ in range(3)]
     try:
         async with Publisher(redis.url) as pub:
@@ -327,10 +321,7 @@ async def test_a_deaf_client_is_let_go_and_does_not_hold_up_shutdown(
 async def test_a_big_resume_is_not_mistaken_for_a_slow_client(
     redis: RedisProcess, feed_server: Servers
 ) -> None:
-    server = feed_server(redis.url)
-    server.stop()
-    server.env["FEED_CLIENT_QUEUE_FRAMES"] = "500"
-    server.start()
+    server = feed_server(redis.url, env={"FEED_CLIENT_QUEUE_FRAMES": "500"})
     rooms = [f"room:r{i}" for i in range(20)]
     async with Publisher(redis.url) as pub, connect(server.ws_url) as client:
         got = await client.subscribe(rooms)
