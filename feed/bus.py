@@ -15,10 +15,10 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
@@ -33,6 +33,7 @@ from feed.protocol import Event, Position
 from feed.reducer import State
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _SCRIPT = resources.files("feed").joinpath("channel.lua").read_text(encoding="utf-8")
 MAX_HISTORY_READ = 10_000
@@ -119,6 +120,89 @@ class Bus:
             if _text(key) == "maxmemory-policy":
                 return _text(value)
         return None
+
+    # ---- venue-wide records: program, tokens, announcements, limits --------------------------
+
+    async def _do(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from exc
+
+    async def program(self) -> tuple[bytes | None, str | None, dict[str, str]]:
+        """The stored program (JSON bytes), its ETag, and the room name -> id map."""
+        raw, etag, rooms = await self._do(
+            self._redis.hmget(keys.PROGRAM, ["json", "etag", "rooms"])
+        )
+        mapping: dict[str, str] = orjson.loads(rooms) if rooms else {}
+        return _bytes(raw), _text(etag) if etag else None, mapping
+
+    async def save_program(self, raw: bytes, etag: str, rooms: dict[str, str]) -> None:
+        await self._do(
+            self._redis.hset(
+                keys.PROGRAM, mapping={"json": raw, "etag": etag, "rooms": orjson.dumps(rooms)}
+            )
+        )
+
+    async def token(self, token_id: str) -> dict[str, Any] | None:
+        raw = await self._do(self._redis.hget(keys.TOKENS, token_id))
+        return orjson.loads(raw) if raw else None
+
+    async def tokens(self) -> list[dict[str, Any]]:
+        raw = await self._do(self._redis.hgetall(keys.TOKENS))
+        return sorted((orjson.loads(v) for v in raw.values()), key=lambda t: t["created"])
+
+    async def save_token(self, record: dict[str, Any]) -> None:
+        await self._do(self._redis.hset(keys.TOKENS, record["id"], orjson.dumps(record)))
+
+    async def delete_token(self, token_id: str) -> bool:
+        return bool(await self._do(self._redis.hdel(keys.TOKENS, token_id)))
+
+    async def hit(self, key: str, ttl: int) -> int:
+        """Count one more hit on a counter that expires `ttl` seconds after its first."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.incr(key)
+        pipe.expire(key, ttl, nx=True)
+        count, _ = await self._do(pipe.execute())
+        return int(count)
+
+    async def remembered(self, key: str) -> bytes | None:
+        return _bytes(await self._do(self._redis.get(key)))
+
+    async def remember(self, key: str, value: bytes, ttl: int) -> None:
+        await self._do(self._redis.set(key, value, ex=ttl))
+
+    async def record_announcement(
+        self, announcement_id: str, channels: list[str], expires_at: int | None
+    ) -> None:
+        """Where an announcement went (for its retraction), and when it expires."""
+        pipe = self._redis.pipeline(transaction=True)
+        record = {"channels": channels, "expires_at": expires_at}
+        pipe.hset(keys.ANNOUNCEMENTS, announcement_id, orjson.dumps(record))
+        if expires_at is not None:
+            pipe.zadd(keys.EXPIRIES, {f"{ch} {announcement_id}": expires_at for ch in channels})
+        await self._do(pipe.execute())
+
+    async def announcement(self, announcement_id: str) -> dict[str, Any] | None:
+        raw = await self._do(self._redis.hget(keys.ANNOUNCEMENTS, announcement_id))
+        return orjson.loads(raw) if raw else None
+
+    async def forget_announcement(self, announcement_id: str, channels: list[str]) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hdel(keys.ANNOUNCEMENTS, announcement_id)
+        pipe.zrem(keys.EXPIRIES, *(f"{ch} {announcement_id}" for ch in channels))
+        await self._do(pipe.execute())
+
+    async def due_expiries(self, now_ms: int, limit: int = 100) -> list[tuple[str, str]]:
+        """(channel, announcement id) pairs whose expiry has come."""
+        members = await self._do(
+            self._redis.zrangebyscore(keys.EXPIRIES, "-inf", now_ms, start=0, num=limit)
+        )
+        return [tuple(_text(m).split(" ", 1)) for m in members]  # type: ignore[misc]
+
+    async def claim_expiry(self, channel: str, announcement_id: str) -> bool:
+        """Take one expiry for this process; with several servers exactly one gets it."""
+        return bool(await self._do(self._redis.zrem(keys.EXPIRIES, f"{channel} {announcement_id}")))
 
     async def channels(self, limit: int = 10_000) -> list[str]:
         """The channels Redis holds, sorted (`venue` first), at most `limit` of them."""
@@ -254,6 +338,10 @@ class Bus:
                     await client.aclose()
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, 5.0)
+
+
+def _bytes(value: bytes | str | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
 
 
 def _text(value: Any) -> str:

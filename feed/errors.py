@@ -33,20 +33,29 @@ RECONNECT = frozenset(
 
 
 class FeedError(Exception):
-    """Root of the project's errors. `code` is the stable, machine-readable name."""
+    """Root of the project's errors. `code` is the stable, machine-readable name; `field`
+    names the input at fault, when there is one."""
 
     code = "feed_error"
     http_status = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.field = field
 
 
 class InvalidMessage(FeedError, ValueError):
     """Input that breaks the rules: a bad frame, field, status, channel or text."""
 
     code = "invalid"
+    http_status = 422
+
+
+class MalformedRequest(InvalidMessage):
+    """A request body that cannot be read at all: not JSON, not an object, too large."""
+
+    code = "malformed"
     http_status = 400
 
 
@@ -55,6 +64,36 @@ class LimitExceeded(FeedError, ValueError):
 
     code = "limit"
     http_status = 413
+
+
+class Unauthorized(FeedError, PermissionError):
+    """No token, or one that is unknown or revoked."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(FeedError, PermissionError):
+    """A valid token whose role or rooms do not cover the request."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class NotFound(FeedError, LookupError):
+    code = "not_found"
+    http_status = 404
+
+
+class RateLimited(FeedError, RuntimeError):
+    """Too many requests for one token; `retry_after` is in whole seconds."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Unavailable(FeedError, ConnectionError):
@@ -71,6 +110,6 @@ class Conflict(FeedError, RuntimeError):
     http_status = 409
 
 
-def error_body(error: FeedError) -> dict[str, str]:
-    """The JSON body of an HTTP error and the payload of a websocket error message."""
-    return {"code": error.code, "message": error.message}
+def error_body(error: FeedError) -> dict[str, dict[str, str | None]]:
+    """The JSON body of every HTTP error."""
+    return {"error": {"code": error.code, "message": error.message, "field": error.field}}

@@ -4,6 +4,15 @@ Channels:
 - `room:<room-id>`: a room's status and the announcements aimed at that room;
 - `venue`: the announcements for everyone.
 
+Redis, for the venue:
+- `feed:program`: hash with the imported program (`json`), its `etag`, and `rooms` (the JSON
+  map of room names to ids, kept across re-imports so ids stay stable);
+- `feed:tokens`: hash of token id -> token record (JSON, with the secret's hash only);
+- `feed:announcements`: hash of announcement id -> where it was posted (JSON);
+- `feed:expiries`: sorted set of "<channel> <announcement id>" by expiry time (Unix ms);
+- `feed:rate:<token id>:<window>` and `feed:idem:<token id>:<key hash>`: short-lived counters
+  and stored answers for rate limits and idempotent retries.
+
 Redis, per channel `<ch>`:
 - `feed:{<ch>}:meta`: hash with `epoch`, `seq` and `state` (JSON), the channel's latest value;
 - `feed:{<ch>}:log`: capped stream of event envelopes, entry id `<seq>-0`;
@@ -14,6 +23,7 @@ the atomic publish script needs.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from feed.errors import InvalidMessage
@@ -31,7 +41,8 @@ def room_id(value: str) -> str:
     if not isinstance(value, str) or not _ROOM_ID.fullmatch(value):
         raise InvalidMessage(
             f"invalid room id {value!r}: use 1-{MAX_ROOM_ID} lowercase letters, digits, '-' or '_',"
-            " starting with a letter or digit"
+            " starting with a letter or digit",
+            field="room",
         )
     return value
 
@@ -64,6 +75,19 @@ def log_key(ch: str) -> str:
 
 
 META_PATTERN = "feed:{*}:meta"
+PROGRAM = "feed:program"
+TOKENS = "feed:tokens"
+ANNOUNCEMENTS = "feed:announcements"
+EXPIRIES = "feed:expiries"
+
+
+def rate_key(token_id: str, window: int) -> str:
+    return f"feed:rate:{token_id}:{window}"
+
+
+def idempotency_key(token_id: str, key: str) -> str:
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return f"feed:idem:{token_id}:{digest}"
 
 
 def channel_of_meta(key: str) -> str | None:

@@ -68,7 +68,7 @@ def _choice(enum: type[StrEnum], value: object, what: str) -> str:
     if isinstance(value, str) and value in enum._value2member_map_:
         return str(enum(value).value)  # a plain str, whether given a str or an enum member
     valid = ", ".join(m.value for m in enum)
-    raise InvalidMessage(f"unknown {what} {value!r}: use one of {valid}")
+    raise InvalidMessage(f"unknown {what} {value!r}: use one of {valid}", field=what)
 
 
 def status_data(
@@ -81,34 +81,74 @@ def status_data(
     """A room status change. Any status may follow any other: operators correct mistakes."""
     clean = _choice(Status, status, "status")
     if isinstance(delay, bool) or not isinstance(delay, int):
-        raise InvalidMessage(f"delay must be a whole number of minutes, not {delay!r}")
+        raise InvalidMessage(
+            f"delay must be a whole number of minutes, not {delay!r}", field="delay"
+        )
     if not 0 <= delay <= MAX_DELAY_MINUTES:
         raise InvalidMessage(
-            f"delay must be between 0 and {MAX_DELAY_MINUTES} minutes, not {delay}"
+            f"delay must be between 0 and {MAX_DELAY_MINUTES} minutes, not {delay}", field="delay"
         )
     if session is not None and (
         not isinstance(session, str) or not session.strip() or len(session) > MAX_SESSION_ID
     ):
         raise InvalidMessage(
-            f"session must be a non-empty id of at most {MAX_SESSION_ID} characters"
+            f"session must be a non-empty id of at most {MAX_SESSION_ID} characters",
+            field="session",
         )
     if moved_to is not None:
         if clean != Status.MOVED:
-            raise InvalidMessage("moved_to is only meaningful with the status 'moved'")
+            raise InvalidMessage(
+                "moved_to is only meaningful with the status 'moved'", field="moved_to"
+            )
         if not isinstance(moved_to, str):
-            raise InvalidMessage(f"moved_to must be a room id, not {moved_to!r}")
+            raise InvalidMessage(f"moved_to must be a room id, not {moved_to!r}", field="moved_to")
         keys.room_id(moved_to)
     return {"status": clean, "delay": delay, "session": session, "moved_to": moved_to}
 
 
 def text(value: object, what: str = "text") -> str:
     if not isinstance(value, str) or not value.strip():
-        raise InvalidMessage(f"{what} must be non-empty")
+        raise InvalidMessage(f"{what} must be non-empty", field="text")
     if len(value) > MAX_TEXT:
-        raise InvalidMessage(f"{what} is {len(value)} characters; the limit is {MAX_TEXT}")
+        raise InvalidMessage(
+            f"{what} is {len(value)} characters; the limit is {MAX_TEXT}", field="text"
+        )
     if any(ord(c) < 32 and c not in "\n\t" for c in value):
-        raise InvalidMessage(f"{what} contains control characters")
+        raise InvalidMessage(f"{what} contains control characters", field="text")
     return value
+
+
+_LANG = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})?")
+MAX_LANGUAGES = 8
+FALLBACK = ("en", "fr", "ar")  # after the reader's own language, in this order, then any
+
+
+def texts(value: object) -> str | dict[str, str]:
+    """An announcement's text: one string, or one per language ({"fr": ..., "ar": ...})."""
+    if isinstance(value, dict):
+        if not value:
+            raise InvalidMessage("text must name at least one language", field="text")
+        if len(value) > MAX_LANGUAGES:
+            raise InvalidMessage(f"text may have at most {MAX_LANGUAGES} languages", field="text")
+        clean = {}
+        for lang, one in value.items():
+            if not isinstance(lang, str) or not _LANG.fullmatch(lang):
+                raise InvalidMessage(
+                    f"{lang!r} is not a language code like fr, ar or en", field="text"
+                )
+            clean[lang] = text(one, f"text[{lang!r}]")
+        return clean
+    return text(value)
+
+
+def in_language(value: str | dict[str, str], lang: str) -> str:
+    """The text for a reader of `lang`, with the fallback order when it is missing."""
+    if isinstance(value, str):
+        return value
+    for choice in (lang, lang.split("-", maxsplit=1)[0], *FALLBACK):
+        if choice in value:
+            return value[choice]
+    return next(iter(value.values()))
 
 
 def new_announcement_id() -> str:
@@ -127,9 +167,11 @@ def announcement(
     """An announcement as it is stored and sent. `ts` and `expires_at` are Unix milliseconds."""
     clean_rooms = sorted({keys.room_id(r) for r in rooms})
     if len(clean_rooms) > MAX_ROOMS_PER_ANNOUNCEMENT:
-        raise InvalidMessage(f"an announcement may name at most {MAX_ROOMS_PER_ANNOUNCEMENT} rooms")
+        raise InvalidMessage(
+            f"an announcement may name at most {MAX_ROOMS_PER_ANNOUNCEMENT} rooms", field="rooms"
+        )
     if expires_at is not None and expires_at <= ts:
-        raise InvalidMessage("an announcement must expire after it is posted")
+        raise InvalidMessage("an announcement must expire after it is posted", field="expires_at")
     aid = announcement_id or new_announcement_id()
     if not aid or len(aid) > MAX_ANNOUNCEMENT_ID or not aid.isascii() or not aid.isprintable():
         raise InvalidMessage(
@@ -137,7 +179,7 @@ def announcement(
         )
     return {
         "id": aid,
-        "text": text(text_value),
+        "text": texts(text_value),
         "priority": _choice(Priority, priority, "priority"),
         "rooms": clean_rooms,
         "ts": ts,

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from feed import protocol
 from feed.bus import Bus
-from feed.errors import CloseCode, FeedError, error_body
+from feed.errors import CloseCode, FeedError, RateLimited, Unauthorized, error_body
 from feed.hub import Hub
 from feed.relay import Relay
 from feed.settings import Settings
@@ -104,18 +104,23 @@ async def json_errors(
     try:
         return await handler(request)
     except FeedError as exc:
-        return web.json_response(error_body(exc), status=exc.http_status)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else {}
+        if isinstance(exc, Unauthorized):
+            headers["WWW-Authenticate"] = 'Bearer realm="feed"'
+        return web.json_response(error_body(exc), status=exc.http_status, headers=headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         text = exc.text or ""
         if not text or text.startswith(str(exc.status)):  # aiohttp's default "404: Not Found"
             text = f"{exc.reason}: {request.method} {request.path}"
-        body = {"code": exc.reason.lower().replace(" ", "_"), "message": text}
+        code = exc.reason.lower().replace(" ", "_")
+        body = {"error": {"code": code, "message": text, "field": None}}
         return web.json_response(body, status=exc.status, headers=_allow(exc))
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
-        body = {"code": "internal", "message": "unexpected server error; it has been logged"}
+        message = "unexpected server error; it has been logged"
+        body = {"error": {"code": "internal", "message": message, "field": None}}
         return web.json_response(body, status=500)
 
 
