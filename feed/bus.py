@@ -161,9 +161,9 @@ class Bus:
     async def hit(self, key: str, ttl: int) -> int:
         """Count one more hit on a counter that expires `ttl` seconds after its first."""
         pipe = self._redis.pipeline(transaction=True)
+        pipe.set(key, 0, ex=ttl, nx=True)  # not EXPIRE NX: that needs Redis 7
         pipe.incr(key)
-        pipe.expire(key, ttl, nx=True)
-        count, _ = await self._do(pipe.execute())
+        _, count = await self._do(pipe.execute())
         return int(count)
 
     async def remembered(self, key: str) -> bytes | None:
@@ -314,6 +314,8 @@ class Bus:
                 pinged = False
                 while True:
                     msg = await pubsub.get_message(timeout=1.0)
+                    if _cancelling():  # redis-py may swallow a cancellation while it reads
+                        raise asyncio.CancelledError
                     now = time.monotonic()
                     if msg is None:
                         if now - last_reply > DEAD_AFTER:
@@ -329,6 +331,8 @@ class Bus:
                     elif msg["type"] == "message":
                         on_message(msg["data"])
             except (RedisError, OSError) as exc:
+                if _cancelling():
+                    raise asyncio.CancelledError from exc  # redis-py turned our cancel into this
                 on_down(f"{type(exc).__name__}: {exc}")
             finally:
                 # Closing a connection to a Redis that is gone may fail; that must not hide why.
@@ -338,6 +342,11 @@ class Bus:
                     await client.aclose()
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, 5.0)
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _bytes(value: bytes | str | None) -> bytes | None:

@@ -46,6 +46,8 @@ class Kind(StrEnum):
     STATUS = "status"
     ANNOUNCE = "announce"
     RETRACT = "retract"
+    PROGRAM = "program"  # a room's name and sessions, from an imported program
+    SCHEDULE = "schedule"  # on `venue`: a new program version and what changed
 
 
 MAX_EVENT_BYTES = 60 * 1024  # an event's data, encoded; clients' websocket limits start at 64 KiB
@@ -172,10 +174,16 @@ def announcement(
         )
     if expires_at is not None and expires_at <= ts:
         raise InvalidMessage("an announcement must expire after it is posted", field="expires_at")
-    aid = announcement_id or new_announcement_id()
-    if not aid or len(aid) > MAX_ANNOUNCEMENT_ID or not aid.isascii() or not aid.isprintable():
+    aid = new_announcement_id() if announcement_id is None else announcement_id
+    if (
+        not isinstance(aid, str)
+        or not 0 < len(aid) <= MAX_ANNOUNCEMENT_ID
+        or not aid.isascii()
+        or not aid.isprintable()
+    ):
         raise InvalidMessage(
-            f"announcement id must be 1-{MAX_ANNOUNCEMENT_ID} printable ASCII characters"
+            f"announcement id must be 1-{MAX_ANNOUNCEMENT_ID} printable ASCII characters",
+            field="id",
         )
     return {
         "id": aid,

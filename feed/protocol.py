@@ -163,11 +163,14 @@ def unsubscribed(channels: tuple[str, ...]) -> bytes:
     return orjson.dumps({"type": "unsubscribed", "channels": list(channels)})
 
 
-def hello(server_time: int, live: bool) -> bytes:
+def hello(server_time: int, live: bool, clock_rate: float = 1.0) -> bytes:
+    """The first message on a connection. `clock_rate` is 1 except in the demo, whose clock runs
+    faster: clients extrapolate the server's time as server_time + elapsed * clock_rate."""
     return orjson.dumps(
         {
             "type": "hello",
             "server_time": server_time,
+            "clock_rate": clock_rate,
             "live": live,
             "limits": {
                 "frame_bytes": MAX_FRAME_BYTES,

@@ -7,29 +7,45 @@ own `ts`, never the clock, so every process that applies the same events holds t
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from feed import keys, models
+from feed import keys, models, program
 from feed.errors import InvalidMessage
 from feed.models import Kind
 
 MAX_ANNOUNCEMENTS = 50
+MAX_CHANGES = 50  # program changes kept on `venue` for the "what changed" lists
 
 State = dict[str, Any]
 
 
 def initial(channel: str) -> State:
     if channel == keys.VENUE:
-        return {"announcements": []}
-    return {"status": None, "delay": 0, "session": None, "moved_to": None, "announcements": []}
+        return {"announcements": [], "schedule": None, "changes": []}
+    return {
+        "status": None,
+        "delay": 0,
+        "session": None,
+        "moved_to": None,
+        "announcements": [],
+        "name": None,
+        "sessions": [],
+    }
 
 
 def current(state: State, now_ms: int) -> State:
-    """The state as a reader should see it at `now_ms`: expired announcements left out."""
-    live = _unexpired(state.get("announcements"), now_ms)
-    if live is state.get("announcements"):
-        return state
-    return {**state, "announcements": live}
+    """The state as a reader should see it at `now_ms`: expired announcements left out, and for
+    a room the session on now and the next one, with the operator's delay applied."""
+    view = {**state, "announcements": _unexpired(state.get("announcements"), now_ms)}
+    if "sessions" in state:
+        delay = state.get("delay")
+        view["now"], view["next"] = program.now_and_next(
+            state.get("sessions") or [],
+            datetime.fromtimestamp(now_ms / 1000, UTC),
+            delay if isinstance(delay, int) else 0,
+        )
+    return view
 
 
 def apply(state: State, kind: str, data: Any, ts: int) -> State:
@@ -50,6 +66,21 @@ def apply(state: State, kind: str, data: Any, ts: int) -> State:
             kept = [a for a in announcements if a.get("id") != new["id"]]
             kept.append(new)
             return {**state, "announcements": kept[-MAX_ANNOUNCEMENTS:]}
+        if kind == Kind.PROGRAM and isinstance(data, dict):
+            room, sessions = data.get("room"), data.get("sessions")
+            if isinstance(room, dict) and program.valid_sessions(sessions):
+                name = room.get("name") if isinstance(room.get("name"), str) else None
+                return {**state, "name": name, "sessions": sessions, "announcements": announcements}
+        if kind == Kind.SCHEDULE and isinstance(data, dict):
+            changes = data.get("changes")
+            kept = [*(state.get("changes") or []), *(changes if isinstance(changes, list) else [])]
+            schedule = {"etag": data.get("etag"), "conference": data.get("conference")}
+            return {
+                **state,
+                "schedule": schedule,
+                "changes": kept[-MAX_CHANGES:],
+                "announcements": announcements,
+            }
         if kind == Kind.RETRACT and isinstance(data, dict):
             gone = data.get("id")
             return {**state, "announcements": [a for a in announcements if a.get("id") != gone]}

@@ -63,6 +63,9 @@ class Relay:
             try:
                 await loop()
             except Exception:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from None  # a cancel a library turned into this
                 log.exception("%s failed; restarting it", getattr(loop, "__name__", "the relay"))
                 self._on_down("internal error")
                 await asyncio.sleep(1.0)

@@ -31,6 +31,10 @@ class Settings:
     client_queue_bytes: int = 4 * 1024 * 1024
     client_queue_frames: int = 10_000
     log_level: str = "info"
+    # The venue's IANA time zone (e.g. Africa/Casablanca); else the imported program's; else UTC.
+    venue_zone: str | None = None
+    # HTTP API requests per minute and token.
+    api_rate: int = 120
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")

@@ -11,6 +11,8 @@ Each call returns once the change is in Redis (and on its way to every web proce
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import secrets
 import time
 from collections import defaultdict
@@ -18,13 +20,16 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from feed import keys, models, reducer
+import orjson
+
+from feed import keys, models, program, reducer
 from feed.bus import Bus, Published, Synced
-from feed.errors import Conflict, InvalidMessage
+from feed.errors import Conflict, InvalidMessage, NotFound
 from feed.models import Kind
 from feed.protocol import Position
 
 MAX_ATTEMPTS = 50
+MAX_CHANGES_PER_EVENT = 100  # the rest are in GET /api/schedule's diff, by count
 
 
 class Publisher:
@@ -105,41 +110,147 @@ class Publisher:
         data = models.status_data(status, delay=delay, session=session, moved_to=moved_to)
         return await self.publish(keys.room_channel(room), Kind.STATUS, data)
 
+    @property
+    def bus(self) -> Bus:
+        return self._bus
+
     async def announce(
         self,
-        text: str,
+        text: str | dict[str, str],
         *,
         rooms: Iterable[str] = (),
         priority: str = models.Priority.INFO,
         expires_in: float | None = None,
+        expires_at: int | None = None,
         announcement_id: str | None = None,
     ) -> dict[str, Any]:
         """Post an announcement to the named rooms, or to everyone (`venue`) when none is named.
 
-        `expires_in` is in seconds. Returns the announcement, with its `id` for a retraction.
-        Posting again with the same `announcement_id` replaces it (in every channel it reaches),
-        which makes retrying a post that failed halfway through its rooms safe.
+        `text` is one string or one per language ({"fr": ..., "ar": ..., "en": ...}). It leaves
+        every screen on its own after `expires_in` seconds, or at `expires_at` (Unix ms).
+        Returns the announcement, with its `id` for a retraction. Posting again with the same
+        `announcement_id` replaces it everywhere it went, which makes a retry safe.
         """
         ts = self._now_ms()
-        if expires_in is not None and expires_in <= 0:
-            raise InvalidMessage("expires_in must be a positive number of seconds")
-        expires_at = ts + int(expires_in * 1000) if expires_in is not None else None
-        room_list = list(rooms)
+        if expires_in is not None:
+            if expires_in <= 0:
+                raise InvalidMessage("expires_in must be a positive number of seconds")
+            expires_at = ts + int(expires_in * 1000)
         data = models.announcement(
             text,
-            rooms=room_list,
+            rooms=list(rooms),
             priority=priority,
             ts=ts,
             expires_at=expires_at,
             announcement_id=announcement_id,
         )
-        for channel in models.announcement_channels(data["rooms"]):
+        channels = models.announcement_channels(data["rooms"])
+        # Recorded first: a retraction or an expiry must find every channel it may have reached.
+        await self._bus.record_announcement(data["id"], channels, expires_at)
+        for channel in channels:
             await self.publish(channel, Kind.ANNOUNCE, data)
         return data
 
-    async def retract(self, announcement_id: str, *, rooms: Iterable[str] = ()) -> None:
-        """Withdraw an announcement from the channels it was posted to."""
+    async def retract(
+        self, announcement_id: str, *, rooms: Iterable[str] | None = None, reason: str = "retracted"
+    ) -> list[str]:
+        """Withdraw an announcement from every channel it was posted to (or from the rooms
+        named). Returns the channels it was withdrawn from."""
         if not announcement_id:
-            raise InvalidMessage("give the id of the announcement to retract")
-        for channel in models.announcement_channels(sorted({keys.room_id(r) for r in rooms})):
-            await self.publish(channel, Kind.RETRACT, {"id": announcement_id})
+            raise InvalidMessage("give the id of the announcement to retract", field="id")
+        if rooms is not None and list(rooms):
+            channels = models.announcement_channels(sorted({keys.room_id(r) for r in rooms}))
+        else:
+            record = await self._bus.announcement(announcement_id)
+            if record is None:
+                raise NotFound(f"no announcement with id {announcement_id!r}")
+            channels = record["channels"]
+        for channel in channels:
+            await self.publish(channel, Kind.RETRACT, {"id": announcement_id, "reason": reason})
+        await self._bus.forget_announcement(announcement_id, channels)
+        return channels
+
+    async def expire_due(self) -> int:
+        """Publish the expiry of every announcement whose time has come, once across all
+        servers, so open screens drop it. Returns how many expiries this call published."""
+        done = 0
+        for channel, announcement_id in await self._bus.due_expiries(self._now_ms()):
+            if await self._bus.claim_expiry(channel, announcement_id):
+                data = {"id": announcement_id, "reason": "expired"}
+                await self.publish(channel, Kind.RETRACT, data)
+                done += 1
+        return done
+
+    # ---- the program ----------------------------------------------------------------------
+
+    async def import_program(
+        self, data: bytes, *, source: str, venue_zone: str | None = None
+    ) -> dict[str, Any]:
+        """Import a program export (frab XML, schedule.json, pretalx widget JSON).
+
+        A broken file raises InvalidMessage and changes nothing. Otherwise each room whose name
+        or sessions changed gets a `program` event, the program is stored (GET /api/schedule),
+        and `venue` gets a `schedule` event with what changed. Importing the same program again
+        publishes nothing; retrying an import that failed halfway completes it.
+        """
+        from publisher import importers  # noqa: PLC0415 - only imports need the parsers
+
+        raw_old, etag_old, known = await self._bus.program()
+        new = importers.parse(data, source=source, venue_zone=venue_zone, known_rooms=known)
+        old_json = orjson.loads(raw_old) if raw_old else None
+        old = program.Program.from_json(old_json) if old_json else None
+        new_json = new.to_json(new.conference.timezone or "UTC")
+        raw = orjson.dumps(new_json)
+        etag = hashlib.sha256(raw).hexdigest()[:20]
+        changes = [dataclasses.asdict(c) for c in program.diff(old, new)]
+        if etag != etag_old:
+            await self._publish_rooms(old_json, new_json, changes)
+            rooms = {**known, **{room.name: room.id for room in new.rooms}}
+            await self._bus.save_program(raw, etag, rooms)
+        # Last, and checked against what `venue` says: an import interrupted before this point
+        # publishes it when retried, even though the program itself is already stored.
+        venue = await self._bus.sync(keys.VENUE)
+        if (venue.state.get("schedule") or {}).get("etag") != etag:
+            summary = {
+                "etag": etag,
+                "conference": new_json["conference"],
+                "changes": changes[:MAX_CHANGES_PER_EVENT],
+                "changes_total": len(changes),
+            }
+            await self.publish(keys.VENUE, Kind.SCHEDULE, summary)
+        return {
+            "etag": etag,
+            "conference": new_json["conference"],
+            "rooms": len(new.rooms),
+            "sessions": len(new.sessions),
+            "changes": changes,
+        }
+
+    async def _publish_rooms(
+        self, old: dict[str, Any] | None, new: dict[str, Any], changes: list[dict[str, Any]]
+    ) -> None:
+        """One `program` event per room whose name or sessions changed (rooms gone from the
+        program get an empty one)."""
+
+        def by_room(doc: dict[str, Any] | None) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+            if doc is None:
+                return {}
+            rooms: dict[str, tuple[str, list[dict[str, Any]]]] = {
+                r["id"]: (r["name"], []) for r in doc["rooms"]
+            }
+            for session in doc["sessions"]:
+                rooms[session["room"]][1].append(program.compact(session))
+            return rooms
+
+        before, after = by_room(old), by_room(new)
+        for room_id in [*after, *(r for r in before if r not in after)]:
+            name, sessions = after[room_id] if room_id in after else (before[room_id][0], [])
+            if before.get(room_id) == (name, sessions):
+                continue
+            touching = [c for c in changes if room_id in (c["room"], c["old_room"])]
+            data = {
+                "room": {"id": room_id, "name": name, "in_program": room_id in after},
+                "sessions": sessions,
+                "changes": touching[:MAX_CHANGES_PER_EVENT],
+            }
+            await self.publish(keys.room_channel(room_id), Kind.PROGRAM, data)

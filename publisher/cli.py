@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from feed import embedded, models
-from feed.errors import FeedError, InvalidMessage, Unavailable
+from feed.errors import FeedError, InvalidMessage, NotFound, Unavailable
 from feed.settings import LOG_LEVELS, Settings, load
+from publisher import tokens
+from publisher.tokens import Role
 
 EXIT_UNAVAILABLE = 1
 EXIT_INVALID = 2
+MAX_LISTED = 20  # changes listed after an import
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,6 +38,30 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="TOML settings file (else FEED_CONFIG)")
 
 
+def _program_and_people(sub: Any) -> None:
+    """`feed schedule ...` and `feed token ...`."""
+    schedule = sub.add_parser("schedule", help="the conference program")
+    what_schedule = schedule.add_subparsers(dest="what", required=True, parser_class=_Parser)
+    imp = what_schedule.add_parser(
+        "import", help="import a frab XML, schedule.json or pretalx widget JSON export"
+    )
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--zone", dest="venue_zone", help="the venue's IANA time zone")
+    _common(imp)
+
+    token = sub.add_parser("token", help="tokens for operators, moderators and admins")
+    what_token = token.add_subparsers(dest="what", required=True, parser_class=_Parser)
+    create = what_token.add_parser("create", help="create a token (printed on the last line)")
+    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    create.add_argument("--room", action="append", default=[], help="an operator's room (repeat)")
+    create.add_argument("--name", default="", help="who or what it is for")
+    _common(create)
+    _common(what_token.add_parser("list", help="list tokens (never their secrets)"))
+    revoke = what_token.add_parser("revoke", help="revoke a token at once")
+    revoke.add_argument("id", help="the token's id, as `feed token list` shows it")
+    _common(revoke)
+
+
 def parser() -> argparse.ArgumentParser:
     top = _Parser(prog="feed", description="Live session feed of a conference venue.")
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -43,7 +70,15 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
     serve.add_argument("--log-level", choices=LOG_LEVELS)
+    serve.add_argument(
+        "--demo", action="store_true", help="play the Smart City Expo Casablanca 2019 demo"
+    )
     _common(serve)
+    demo = sub.add_parser("demo", help="the same as `feed serve --demo`")
+    demo.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    demo.add_argument("--log-level", choices=LOG_LEVELS)
+    _common(demo)
 
     publish = sub.add_parser("publish", help="publish a room status or an announcement")
     what = publish.add_subparsers(dest="what", required=True, parser_class=_Parser)
@@ -67,6 +102,7 @@ def parser() -> argparse.ArgumentParser:
     retract.add_argument("--room", action="append", default=[], help="rooms it was aimed at")
     _common(retract)
 
+    _program_and_people(sub)
     watch = sub.add_parser("watch", help="print a channel's snapshot and live events")
     watch.add_argument("channels", nargs="*", help="venue, room:<id>, ... (default: all)")
     watch.add_argument("--url", default="http://127.0.0.1:8080", help="the feed server")
@@ -117,11 +153,60 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> str:
         return f"announcement {args.id} withdrawn"
 
 
+async def _schedule(args: argparse.Namespace, settings: Settings) -> str:
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        raise InvalidMessage(f"cannot read {args.file}: {exc.strerror}") from None
+    from publisher.api import Publisher  # noqa: PLC0415
+
+    async with Publisher(_redis_url(settings), history=settings.history) as pub:
+        result = await pub.import_program(
+            data, source=str(args.file), venue_zone=settings.venue_zone
+        )
+    conference = result["conference"]
+    lines = [
+        f"imported {conference['title']} ({conference['timezone']}): {result['rooms']} rooms,"
+        f" {result['sessions']} sessions; {len(result['changes'])} changes since the last import"
+    ]
+    lines += [
+        f"  {c['kind']:<9} {c['session']}  {c['title']}" for c in result["changes"][:MAX_LISTED]
+    ]
+    if len(result["changes"]) > MAX_LISTED:
+        lines.append(f"  ... and {len(result['changes']) - MAX_LISTED} more")
+    return "\n".join(lines)
+
+
+async def _token(args: argparse.Namespace, settings: Settings) -> str:
+    from feed.bus import Bus  # noqa: PLC0415
+
+    bus = Bus(_redis_url(settings))
+    try:
+        if args.what == "create":
+            secret, token = await tokens.create(bus, args.role, args.room, args.name)
+            scope = ", ".join(token.rooms) or "every room"
+            return (
+                f"{token.role} token {token.id} for {scope}"
+                + (f" ({token.name})" if token.name else "")
+                + f"; shown once, keep it safe:\n{secret}"
+            )
+        if args.what == "list":
+            rows = [
+                f"{t.id}  {t.role:<9}  {','.join(t.rooms) or '*':<20}  {t.created}  {t.name}"
+                for t in await tokens.list_all(bus)
+            ]
+            return "\n".join(rows) if rows else "no tokens yet: `feed token create --role ...`"
+        await tokens.revoke(bus, args.id)
+        return f"token {args.id} revoked"
+    finally:
+        await bus.aclose()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         settings = _settings(args) if args.command != "watch" else None
-        if args.command == "serve":
+        if args.command in ("serve", "demo"):
             assert settings is not None
             from web.server import serve  # noqa: PLC0415 - aiohttp only where it is needed
 
@@ -129,18 +214,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 level=settings.log_level.upper(),
                 format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             )
-            asyncio.run(serve(settings))
+            asyncio.run(serve(settings, demo=args.command == "demo" or args.demo))
             return 0
-        if args.command == "publish":
+        if args.command in ("publish", "schedule", "token"):
             assert settings is not None
-            print(asyncio.run(_publish(args, settings)))
+            run = {"publish": _publish, "schedule": _schedule, "token": _token}[args.command]
+            print(asyncio.run(run(args, settings)))
             return 0
         from web.watch import Watcher  # noqa: PLC0415
 
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(Watcher(args.url, args.channels, raw=args.json).run())
         return 0
-    except InvalidMessage as exc:
+    except (InvalidMessage, NotFound) as exc:
         print(f"feed {args.command}: {exc.message}", file=sys.stderr)
         return EXIT_INVALID
     except FeedError as exc:

@@ -11,31 +11,48 @@ from aiohttp import web
 
 from feed import protocol
 from feed.bus import Bus
+from feed.clock import REAL, Clock
 from feed.errors import CloseCode, FeedError, RateLimited, Unauthorized, error_body
 from feed.hub import Hub
 from feed.relay import Relay
 from feed.settings import Settings
-from web import ws
+from publisher.api import Publisher
+from web import api, ws
 
 log = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", Settings)
+CLOCK = web.AppKey("clock", Clock)
 REDIS_URL = web.AppKey("redis_url", str)
 RELAY = web.AppKey("relay", Relay)
 CLIENTS: web.AppKey[set[ws.Client]] = web.AppKey("clients")
 
 
-def create_app(settings: Settings, redis_url: str) -> web.Application:
-    app = web.Application(middlewares=[json_errors])
+EXPIRY_EVERY = 1.0  # seconds between looks for expired announcements
+MAX_UPLOAD = 32 * 1024 * 1024  # a program export; the largest real ones are about 1 MB
+
+
+def create_app(
+    settings: Settings, redis_url: str, *, clock: Clock = REAL, demo: bool = False
+) -> web.Application:
+    """The application; `demo` also plays the demo program (see publisher/demo.py), on `clock`."""
+    app = web.Application(middlewares=[json_errors], client_max_size=MAX_UPLOAD)
     app[SETTINGS] = settings
     app[REDIS_URL] = redis_url
+    app[CLOCK] = clock
     app[CLIENTS] = set()
+    app[api.RATE] = settings.api_rate
+    app[api.VENUE_ZONE] = settings.venue_zone
     app.cleanup_ctx.append(_relay)
+    app.cleanup_ctx.append(_publisher)
+    if demo:
+        app.cleanup_ctx.append(_demo)
     app.on_shutdown.append(_going_away)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/api/channels", channels)
+    api.add_routes(app)
     return app
 
 
@@ -43,12 +60,12 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     clients = app[CLIENTS]
 
     def on_health(live: bool) -> None:
-        frame = protocol.health(live, ws.now_ms())
+        frame = protocol.health(live, app[CLOCK].ms())
         for client in clients:
             client.send(frame)
 
     bus = Bus(app[REDIS_URL], history=app[SETTINGS].history)
-    relay = Relay(bus, Hub(), on_health)
+    relay = Relay(bus, Hub(app[CLOCK]), on_health)
     app[RELAY] = relay
     task = asyncio.create_task(relay.run(), name="feed-relay")
     yield
@@ -56,6 +73,41 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     await bus.aclose()
+
+
+async def _publisher(app: web.Application) -> AsyncIterator[None]:
+    """The publishing side inside the server: the HTTP API's changes, and announcement expiry."""
+    pub = Publisher(app[REDIS_URL], history=app[SETTINGS].history, clock=app[CLOCK])
+    app[api.PUBLISHER] = pub
+    expiry = asyncio.create_task(_expire(pub), name="feed-expiry")
+    yield
+    expiry.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await expiry
+    await pub.aclose()
+
+
+async def _demo(app: web.Application) -> AsyncIterator[None]:
+    from publisher import demo  # noqa: PLC0415 - only the demo needs it
+
+    task = asyncio.create_task(demo.drive(app[api.PUBLISHER], app[CLOCK]), name="feed-demo")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _expire(pub: Publisher) -> None:
+    """Announcements leave every screen when they expire, with no one acting: the expiry is
+    published as an event (once, whichever server gets to it first)."""
+    while True:
+        await asyncio.sleep(EXPIRY_EVERY)
+        try:
+            await pub.expire_due()
+        except FeedError as exc:
+            log.info("announcement expiry postponed: %s", exc)
+        except Exception:
+            log.exception("announcement expiry failed; retrying")
 
 
 async def _going_away(app: web.Application) -> None:
@@ -93,7 +145,7 @@ async def channels(request: web.Request) -> web.Response:
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     app = request.app
-    return await ws.handle(request, app[RELAY], app[CLIENTS], app[SETTINGS])
+    return await ws.handle(request, app[RELAY], app[CLIENTS], app[SETTINGS], app[CLOCK])
 
 
 @web.middleware

@@ -16,8 +16,9 @@ from web.app import create_app
 log = logging.getLogger(__name__)
 
 
-async def serve(settings: Settings) -> None:
-    """Serve until SIGTERM or SIGINT, then close websockets (1001) and stop the embedded Redis."""
+async def serve(settings: Settings, *, demo: bool = False) -> None:
+    """Serve until SIGTERM or SIGINT, then close websockets (1001) and stop the embedded Redis.
+    With `demo`, also play the demo program on its accelerated clock."""
     embedded: EmbeddedRedis | None = None
     url = settings.redis_url
     if url is None:
@@ -25,7 +26,13 @@ async def serve(settings: Settings) -> None:
         url = await asyncio.to_thread(embedded.start)
         where = "started" if embedded.owner else "shared"
         log.info("embedded Redis %s in %s", where, embedded.data_dir)
-    runner = web.AppRunner(create_app(settings, url), handle_signals=False, shutdown_timeout=5.0)
+    if demo:
+        from publisher.demo import clock  # noqa: PLC0415
+
+        app = create_app(settings, url, clock=clock(), demo=True)
+    else:
+        app = create_app(settings, url)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

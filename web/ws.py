@@ -16,6 +16,7 @@ from collections import deque
 from aiohttp import WSMsgType, web
 
 from feed import protocol
+from feed.clock import Clock
 from feed.errors import CloseCode, FeedError, LimitExceeded
 from feed.protocol import Ping, Subscribe, Unsubscribe
 from feed.relay import Relay
@@ -30,10 +31,6 @@ SUBSCRIBE_BURST = 20  # subscribe/unsubscribe messages a connection may send at 
 SUBSCRIBE_RATE = 2.0  # ...and per second after that
 URGENT = frozenset({CloseCode.SLOW, CloseCode.GOING_AWAY})
 _ids = itertools.count(1)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Client:
@@ -151,7 +148,7 @@ def _quietly(task: asyncio.Future[bool]) -> None:
 
 
 async def handle(
-    request: web.Request, relay: Relay, clients: set[Client], settings: Settings
+    request: web.Request, relay: Relay, clients: set[Client], settings: Settings, clock: Clock
 ) -> web.StreamResponse:
     # No permessage-deflate: it would compress every frame once per client, defeating the
     # encode-once fan-out; JSON messages here are small.
@@ -167,11 +164,11 @@ async def handle(
     )
     clients.add(client)
     writer = client.start_writer()
-    client.send(protocol.hello(now_ms(), relay.live))
+    client.send(protocol.hello(clock.ms(), relay.live, clock.rate))
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                _receive(client, relay, msg.data)
+                _receive(client, relay, msg.data, clock)
             elif msg.type == WSMsgType.BINARY:
                 client.close(CloseCode.UNSUPPORTED, "send JSON text frames")
             if client.close_code is not None:
@@ -189,7 +186,7 @@ async def handle(
     return ws
 
 
-def _receive(client: Client, relay: Relay, data: str) -> None:
+def _receive(client: Client, relay: Relay, data: str, clock: Clock) -> None:
     try:
         msg = protocol.parse_client(data)
         if isinstance(msg, Subscribe | Unsubscribe) and not client.may_subscribe():
@@ -210,7 +207,7 @@ def _receive(client: Client, relay: Relay, data: str) -> None:
             client.channels.difference_update(msg.channels)
             client.send(protocol.unsubscribed(msg.channels))
         elif isinstance(msg, Ping):
-            client.send(protocol.pong(now_ms()))
+            client.send(protocol.pong(clock.ms()))
     except FeedError as exc:
         client.errors += 1
         client.send(protocol.error(exc.code, exc.message))

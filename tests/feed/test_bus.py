@@ -76,7 +76,7 @@ async def test_sync_of_a_new_channel_creates_an_epoch(bus: Bus, raw: aioredis.Re
 
 
 async def test_sync_of_venue_uses_its_initial_state(bus: Bus) -> None:
-    assert (await bus.sync("venue")).state == {"announcements": []}
+    assert (await bus.sync("venue")).state == reducer.initial("venue")
 
 
 async def test_publish_at_the_known_position(bus: Bus, raw: aioredis.Redis) -> None:
@@ -312,11 +312,9 @@ async def test_publisher_status(redis: RedisProcess, bus: Bus) -> None:
     assert (first.seq, second.seq) == (1, 2)
     assert second.epoch == first.epoch
     assert await state_of(bus, ROOM) == {
+        **reducer.initial(ROOM),
         "status": "moved",
-        "delay": 0,
-        "session": None,
         "moved_to": "hall-b",
-        "announcements": [],
     }
     history = (await bus.sync(ROOM, after=Position(first.epoch, 0))).events
     assert [(e.kind, e.data["status"], e.ts) for e in history] == [

@@ -84,8 +84,9 @@ def feed(hub: Hub, events: list[Event]) -> None:
 
 
 def snapshot(seq: int, epoch: str = E1, state: State | None = None) -> dict[str, Any]:
+    stored = state_at(seq, epoch) if state is None else state
     frame: dict[str, Any] = orjson.loads(
-        protocol.snapshot(CH, epoch, seq, state_at(seq, epoch) if state is None else state)
+        protocol.snapshot(CH, epoch, seq, reducer.current(stored, NOW_MS))
     )
     return frame
 

@@ -311,6 +311,7 @@ def test_server_messages() -> None:
     assert hello == {
         "type": "hello",
         "server_time": 7,
+        "clock_rate": 1.0,
         "live": True,
         "limits": {
             "frame_bytes": protocol.MAX_FRAME_BYTES,

@@ -38,11 +38,13 @@ def test_initial_room_state() -> None:
         "session": None,
         "moved_to": None,
         "announcements": [],
+        "name": None,
+        "sessions": [],
     }
 
 
 def test_initial_venue_state() -> None:
-    assert reducer.initial("venue") == {"announcements": []}
+    assert reducer.initial("venue") == {"announcements": [], "schedule": None, "changes": []}
 
 
 def test_initial_states_are_fresh_objects() -> None:
@@ -56,11 +58,10 @@ def test_status_applied() -> None:
         reducer.initial(ROOM), "status", {"status": "delayed", "delay": 10, "session": "s1"}, TS
     )
     assert state == {
+        **reducer.initial(ROOM),
         "status": "delayed",
         "delay": 10,
         "session": "s1",
-        "moved_to": None,
-        "announcements": [],
     }
 
 
@@ -167,7 +168,7 @@ def test_current_hides_expired() -> None:
     state = reducer.initial("venue")
     state = reducer.apply(state, "announce", ann("a", expires_at=TS + 100), TS)
     state = reducer.apply(state, "announce", ann("b"), TS)
-    assert reducer.current(state, TS + 99) is state
+    assert reducer.current(state, TS + 99) == state
     shown = reducer.current(state, TS + 100)
     assert ids(shown) == ["b"]
     assert ids(state) == ["a", "b"]  # the stored state is not changed

@@ -29,7 +29,7 @@ async def test_snapshot_then_live_events_in_order(
             assert snaps["room:atlas"]["state"]["status"] == "starting"
             assert snaps["room:atlas"]["state"]["session"] == "s1"
             assert snaps["venue"]["seq"] == 0
-            assert snaps["venue"]["state"] == {"announcements": []}
+            assert snaps["venue"]["state"]["announcements"] == []
 
             await pub.status("atlas", "live", session="s1")
             await pub.status("atlas", "delayed", delay=10)

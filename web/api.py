@@ -1,0 +1,246 @@
+"""The HTTP API for operators, moderators and admins, described in web/openapi.json.
+
+Every change goes through the same `Publisher` as `feed publish`: one path into Redis. Checks
+come in a fixed order: 401 without a valid token, 429 over the token's rate, 403 outside its
+role or rooms (before the body is read), then 400/422 for the body, 503 when Redis fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from feed import keys
+from feed.errors import InvalidMessage, MalformedRequest, NotFound, RateLimited
+from publisher.api import Publisher
+from publisher.tokens import Token, verify
+
+PUBLISHER = web.AppKey("publisher", Publisher)
+RATE = web.AppKey("rate", int)
+VENUE_ZONE: web.AppKey[str | None] = web.AppKey("venue_zone")
+
+IDEMPOTENCY_TTL = 24 * 3600
+MAX_IDEMPOTENCY_KEY = 200
+MAX_JSON_BODY = 256 * 1024
+_OPENAPI = resources.files("web").joinpath("openapi.json").read_bytes()
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/openapi.json", openapi)
+    app.router.add_get("/api/schedule", get_schedule)
+    app.router.add_post("/api/schedule", post_schedule)
+    app.router.add_post("/api/rooms/{room}/status", post_status)
+    app.router.add_post("/api/announcements", post_announcement)
+    app.router.add_delete("/api/announcements/{id}", delete_announcement)
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=_OPENAPI, content_type="application/json")
+
+
+# ---- who is asking --------------------------------------------------------------------------
+
+
+async def _caller(request: web.Request) -> Token:
+    """The token of the request (401), within its rate (429)."""
+    pub = request.app[PUBLISHER]
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    token = await verify(pub.bus, value.strip() if scheme.lower() == "bearer" else None)
+    limit = request.app[RATE]
+    window = int(time.time() // 60)
+    if await pub.bus.hit(keys.rate_key(token.id, window), ttl=120) > limit:
+        retry = 60 - int(time.time()) % 60
+        raise RateLimited(
+            f"more than {limit} requests in a minute with this token; retry in {retry} s",
+            retry_after=retry,
+        )
+    return token
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise MalformedRequest("send a JSON object with Content-Type: application/json")
+    raw = await request.content.read(MAX_JSON_BODY + 1)
+    if len(raw) > MAX_JSON_BODY:
+        raise MalformedRequest(f"the body is over {MAX_JSON_BODY} bytes")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise MalformedRequest("the body must be a JSON object")
+    return body
+
+
+def _only(body: dict[str, Any], *allowed: str) -> None:
+    for name in body:
+        if name not in allowed:
+            raise InvalidMessage(
+                f"unknown field {name!r}; expected {', '.join(allowed)}", field=name
+            )
+
+
+async def _once(
+    request: web.Request, token: Token, act: Callable[[], Awaitable[tuple[int, Any]]]
+) -> web.Response:
+    """Run a change once per Idempotency-Key (per token, method and path): a retry gets the
+    first answer back instead of a second change."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        status, body = await act()
+        return _json(body, status)
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise MalformedRequest(
+            f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters"
+        )
+    bus = request.app[PUBLISHER].bus
+    stored_key = keys.idempotency_key(token.id, f"{request.method} {request.path} {key}")
+    stored = await bus.remembered(stored_key)
+    if stored is not None:
+        answer = orjson.loads(stored)
+        return _json(answer["body"], answer["status"], {"Idempotent-Replayed": "true"})
+    status, body = await act()
+    await bus.remember(stored_key, orjson.dumps({"status": status, "body": body}), IDEMPOTENCY_TTL)
+    return _json(body, status)
+
+
+async def _program_rooms(pub: Publisher) -> set[str] | None:
+    """The room ids of the imported program; None while none is imported (any id goes)."""
+    _, _, rooms = await pub.bus.program()
+    return set(rooms.values()) if rooms else None
+
+
+def _room_in(known: set[str] | None, room: object, field: str) -> str:
+    """A room named in a body: a valid id, of the program when there is one (422 if not)."""
+    if not isinstance(room, str):
+        raise InvalidMessage(f"{field} must hold room ids, not {room!r}", field=field)
+    try:
+        keys.room_id(room)
+    except InvalidMessage as exc:
+        raise InvalidMessage(exc.message, field=field) from None
+    if known is not None and room not in known:
+        raise InvalidMessage(f"no room {room!r} in the program", field=field)
+    return room
+
+
+# ---- endpoints ------------------------------------------------------------------------------
+
+
+async def post_status(request: web.Request) -> web.Response:
+    token = await _caller(request)
+    room = request.match_info["room"]
+    token.check_status(room)
+    pub = request.app[PUBLISHER]
+    known = await _program_rooms(pub)
+    keys.room_id(room)
+    if known is not None and room not in known:
+        raise NotFound(f"no room {room!r} in the program")
+    body = await _body(request)
+    _only(body, "status", "delay_min", "session", "moved_to")
+    if body.get("moved_to") is not None:
+        _room_in(known, body["moved_to"], "moved_to")
+
+    async def act() -> tuple[int, Any]:
+        try:
+            done = await pub.status(
+                room,
+                body.get("status"),  # type: ignore[arg-type]  # validated by the publisher
+                delay=body.get("delay_min", 0),
+                session=body.get("session"),
+                moved_to=body.get("moved_to"),
+            )
+        except InvalidMessage as exc:
+            if exc.field == "delay":
+                exc.field = "delay_min"
+            raise
+        return 200, {"channel": done.channel, "epoch": done.epoch, "seq": done.seq}
+
+    return await _once(request, token, act)
+
+
+def _instant(value: object, field: str) -> int | None:
+    """An ISO 8601 time with an offset, as Unix milliseconds."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise InvalidMessage(
+            f"{field} must be an ISO 8601 time with an offset, like 2019-04-17T10:30:00+01:00",
+            field=field,
+        )
+    return int(when.timestamp() * 1000)
+
+
+async def post_announcement(request: web.Request) -> web.Response:
+    token = await _caller(request)
+    token.check_announce()
+    pub = request.app[PUBLISHER]
+    body = await _body(request)
+    _only(body, "text", "rooms", "priority", "expires_at", "id")
+    rooms = body.get("rooms") or []
+    if not isinstance(rooms, list):
+        raise InvalidMessage("rooms must be a list of room ids", field="rooms")
+    known = await _program_rooms(pub)
+    for room in rooms:
+        _room_in(known, room, "rooms")
+    expires_at = _instant(body.get("expires_at"), "expires_at")
+
+    async def act() -> tuple[int, Any]:
+        data = await pub.announce(
+            body.get("text"),  # type: ignore[arg-type]  # validated by the publisher
+            rooms=rooms,
+            priority=body.get("priority", "info"),
+            expires_at=expires_at,
+            announcement_id=body.get("id"),
+        )
+        return 201, {"id": data["id"], "announcement": data}
+
+    return await _once(request, token, act)
+
+
+async def delete_announcement(request: web.Request) -> web.Response:
+    token = await _caller(request)
+    token.check_announce()
+    announcement_id = request.match_info["id"]
+    channels = await request.app[PUBLISHER].retract(announcement_id)
+    return _json({"id": announcement_id, "channels": channels})
+
+
+async def get_schedule(request: web.Request) -> web.Response:
+    raw, etag, _ = await request.app[PUBLISHER].bus.program()
+    if raw is None or etag is None:
+        raise NotFound("no program has been imported yet: `feed schedule import FILE`")
+    quoted = f'"{etag}"'
+    headers = {"ETag": quoted, "Cache-Control": "no-cache"}
+    wanted = {
+        tag.strip().removeprefix("W/")
+        for tag in request.headers.get("If-None-Match", "").split(",")
+    }
+    if quoted in wanted or "*" in wanted:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=raw, content_type="application/json", headers=headers)
+
+
+async def post_schedule(request: web.Request) -> web.Response:
+    token = await _caller(request)
+    token.check_admin()
+    data = await request.read()
+    result = await request.app[PUBLISHER].import_program(
+        data, source="the request body", venue_zone=request.app[VENUE_ZONE]
+    )
+    return _json(result)
