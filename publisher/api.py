@@ -184,7 +184,7 @@ class Publisher:
     # ---- the program ----------------------------------------------------------------------
 
     async def import_program(
-        self, data: bytes, *, source: str, venue_zone: str | None = None
+        self, data: bytes, *, source: str, venue_zone: str | None = None, title: str | None = None
     ) -> dict[str, Any]:
         """Import a program export (frab XML, schedule.json, pretalx widget JSON).
 
@@ -196,7 +196,9 @@ class Publisher:
         from publisher import importers  # noqa: PLC0415 - only imports need the parsers
 
         raw_old, etag_old, known = await self._bus.program()
-        new = importers.parse(data, source=source, venue_zone=venue_zone, known_rooms=known)
+        new = importers.parse(
+            data, source=source, venue_zone=venue_zone, known_rooms=known, title=title
+        )
         old_json = orjson.loads(raw_old) if raw_old else None
         old = program.Program.from_json(old_json) if old_json else None
         new_json = new.to_json(new.conference.timezone or "UTC")

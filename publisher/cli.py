@@ -47,6 +47,7 @@ def _program_and_people(sub: Any) -> None:
     )
     imp.add_argument("file", type=Path)
     imp.add_argument("--zone", dest="venue_zone", help="the venue's IANA time zone")
+    imp.add_argument("--title", help="the conference's name, for formats that do not give it")
     _common(imp)
 
     token = sub.add_parser("token", help="tokens for operators, moderators and admins")
@@ -162,7 +163,7 @@ async def _schedule(args: argparse.Namespace, settings: Settings) -> str:
 
     async with Publisher(_redis_url(settings), history=settings.history) as pub:
         result = await pub.import_program(
-            data, source=str(args.file), venue_zone=settings.venue_zone
+            data, source=str(args.file), venue_zone=settings.venue_zone, title=args.title
         )
     conference = result["conference"]
     lines = [

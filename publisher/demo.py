@@ -30,7 +30,7 @@ PROGRAM = resources.files("publisher").joinpath("demo", "smart-city-expo-2019.js
 ZONE = ZoneInfo("Africa/Casablanca")
 START = datetime(2019, 4, 17, 8, 40, tzinfo=ZONE)  # twenty minutes before the doors open
 END = datetime(2019, 4, 18, 19, 0, tzinfo=ZONE)
-RATE = 20.0  # both days in about an hour; then the demo starts over
+RATE = 30.0  # both days in about 40 minutes; then the demo starts over
 STEP = 1.0  # real seconds between two looks at the program
 
 
@@ -113,6 +113,8 @@ NOTES = (
 def wanted_status(sessions: list[dict[str, Any]], now: datetime) -> tuple[str, int, str | None]:
     """What a diligent operator would show at `now`: (status, delay, session id)."""
     for s in sessions:
+        if s.get("type") == "break":
+            continue  # nobody marks a coffee break
         start, end = datetime.fromisoformat(s["start"]), datetime.fromisoformat(s["end"])
         luck = random.Random(s["id"]).random()  # the same mishaps every run
         delay = 10 if luck < 0.12 else 5 if luck < 0.25 else 0
@@ -121,13 +123,17 @@ def wanted_status(sessions: list[dict[str, Any]], now: datetime) -> tuple[str, i
             return ("delayed" if delay and now >= start else "starting"), delay, s["id"]
         if late_start <= now < end + timedelta(minutes=delay):
             return ("full" if luck > 0.85 else "live"), delay, s["id"]
-    ended = [s for s in sessions if datetime.fromisoformat(s["end"]) <= now]
+    ended = [
+        s for s in sessions if s.get("type") != "break" and datetime.fromisoformat(s["end"]) <= now
+    ]
     return ("ended" if ended else "upcoming"), 0, ended[-1]["id"] if ended else None
 
 
 async def drive(pub: Publisher, demo_clock: Clock) -> None:
     """Import the program, then play the operators and the moderator until cancelled."""
-    result = await pub.import_program(PROGRAM.read_bytes(), source="the demo program")
+    result = await pub.import_program(
+        PROGRAM.read_bytes(), source=PROGRAM.name, title="Smart City Expo Casablanca 2019"
+    )
     log.info(
         "demo: %s, %d rooms, %d sessions, clock x%g from %s",
         result["conference"]["title"],

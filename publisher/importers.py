@@ -34,8 +34,12 @@ def parse(
     source: str,
     venue_zone: str | None = None,
     known_rooms: dict[str, str] | None = None,
+    title: str | None = None,
 ) -> Program:
     """Read a schedule export.
+
+    `title` names the conference when the format does not (pretalx's widget data); otherwise
+    the file's name stands in for it.
 
     Times are in `venue_zone`, else the zone the file names, else UTC; times that carry an offset
     keep it. Room ids come from `known_rooms` (name -> id, kept from earlier imports) when it has
@@ -52,7 +56,7 @@ def parse(
             if isinstance(doc, dict) and "schedule" in doc:
                 conference, rooms, found = _from_schedule_json(doc, venue_zone)
             elif isinstance(doc, dict) and "talks" in doc:
-                conference, rooms, found = _from_widget(doc, venue_zone, source)
+                conference, rooms, found = _from_widget(doc, venue_zone, title or source)
             else:
                 raise InvalidMessage(
                     "unknown JSON: expected a schedule.json ({'schedule': ...})"
@@ -500,13 +504,13 @@ def _table(doc: dict[str, Any], key: str, id_key: str, name_key: str) -> dict[st
 
 
 def _from_widget(
-    doc: dict[str, Any], venue_zone: str | None, source: str
+    doc: dict[str, Any], venue_zone: str | None, name: str
 ) -> tuple[Conference, list[str], _Found]:
     zone, tz = _zone(venue_zone, _str(doc, "timezone", ""), "timezone")
-    # The widget data names no conference: the file's name stands in for its title.
+    # The widget data names no conference: the given title, else the file's name, stands in.
     conference = _conference(
         None,
-        PurePath(source).stem or source,
+        PurePath(name).stem if name.endswith(".json") else name,
         _date(_str(doc, "event_start", ""), "event_start"),
         _date(_str(doc, "event_end", ""), "event_end"),
         zone,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import sys
 import time
@@ -22,9 +23,12 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from feed.errors import RECONNECT, CloseCode
+from feed.models import in_language
 from feed.protocol import MAX_CHANNELS_PER_CONNECTION
 
 MAX_BACKOFF = 10.0
+# The language of multilingual announcements: the terminal's (LANG=fr_FR.UTF-8 gives "fr").
+READER_LANGUAGE = (os.environ.get("LANG") or "en").split("_")[0].split(".")[0].lower() or "en"
 DISCOVER_EVERY = 3.0  # seconds between looks for new channels when watching all
 
 
@@ -50,6 +54,9 @@ def describe(msg: dict[str, Any]) -> str | None:
         parts = [f"{_clock()}  {ch:<16} snapshot #{msg.get('seq')} (epoch {msg.get('epoch')})"]
         if "status" in state:
             parts.append(_status(state))
+        for label in ("now", "next"):
+            if isinstance(state.get(label), dict):
+                parts.append(f"\n{'':26}{label}: {_session(state[label])}")
         for a in state.get("announcements", []):
             parts.append(f"\n{'':26}{_announcement(a)}")
         return "  ".join(parts[:2]) + "".join(parts[2:])
@@ -61,7 +68,14 @@ def describe(msg: dict[str, Any]) -> str | None:
         if msg.get("kind") == "announce":
             return f"{head}  {_announcement(data)}"
         if msg.get("kind") == "retract":
-            return f"{head}  announcement {data.get('id')} withdrawn"
+            why = "expired" if data.get("reason") == "expired" else "withdrawn"
+            return f"{head}  announcement {data.get('id')} {why}"
+        if msg.get("kind") == "program":
+            sessions, changes = data.get("sessions") or [], data.get("changes") or []
+            return f"{head}  {len(sessions)} sessions in the program, {len(changes)} changed"
+        if msg.get("kind") == "schedule":
+            total = data.get("changes_total", 0)
+            return f"{head}  new program version {data.get('etag')}: {total} changes"
         return f"{head}  {orjson.dumps(data).decode()}"
     if kind == "subscribed" and msg.get("resumed"):
         return f"{_clock()}  {ch:<16} resumed, up to date at #{msg.get('seq')}"
@@ -69,6 +83,12 @@ def describe(msg: dict[str, Any]) -> str | None:
         what = "live again" if msg.get("live") else "lost Redis: updates paused"
         return f"{_clock()}  server {what}"
     return None
+
+
+def _session(s: dict[str, Any]) -> str:
+    titles = s.get("titles")
+    title = in_language(titles, READER_LANGUAGE) if titles else s.get("title")
+    return f"{str(s.get('start', ''))[11:16]}-{str(s.get('end', ''))[11:16]}  {title}"
 
 
 def _status(s: dict[str, Any]) -> str:
@@ -84,7 +104,10 @@ def _status(s: dict[str, Any]) -> str:
 
 def _announcement(a: dict[str, Any]) -> str:
     where = ", ".join(a.get("rooms") or []) or "everyone"
-    return f"[{a.get('priority')}] {a.get('text')}  (to {where}; id {a.get('id')})"
+    text = a.get("text")
+    if isinstance(text, dict) and text:
+        text = in_language({str(k): str(v) for k, v in text.items()}, READER_LANGUAGE)
+    return f"[{a.get('priority')}] {text}  (to {where}; id {a.get('id')})"
 
 
 class Watcher:
