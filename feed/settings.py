@@ -35,6 +35,8 @@ class Settings:
     venue_zone: str | None = None
     # HTTP API requests per minute and token.
     api_rate: int = 120
+    # How much faster than real time the demo's clock runs (`feed demo`).
+    demo_rate: int = 30
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")

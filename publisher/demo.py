@@ -30,11 +30,12 @@ PROGRAM = resources.files("publisher").joinpath("demo", "smart-city-expo-2019.js
 ZONE = ZoneInfo("Africa/Casablanca")
 START = datetime(2019, 4, 17, 8, 40, tzinfo=ZONE)  # twenty minutes before the doors open
 END = datetime(2019, 4, 18, 19, 0, tzinfo=ZONE)
-RATE = 30.0  # both days in about 40 minutes; then the demo starts over
 STEP = 1.0  # real seconds between two looks at the program
 
 
-def clock(rate: float = RATE) -> Clock:
+def clock(rate: float) -> Clock:
+    """The demo's clock: from the morning of the first day, `rate` times faster than real time
+    (at 30, both days pass in about 40 minutes); then it starts over."""
     return Clock(start=START.timestamp(), rate=rate, period=(END - START).total_seconds())
 
 

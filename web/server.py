@@ -29,7 +29,7 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
     if demo:
         from publisher.demo import clock  # noqa: PLC0415
 
-        app = create_app(settings, url, clock=clock(), demo=True)
+        app = create_app(settings, url, clock=clock(settings.demo_rate), demo=True)
     else:
         app = create_app(settings, url)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)

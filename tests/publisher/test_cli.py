@@ -12,6 +12,8 @@ import pytest
 
 from feed.bus import Bus
 from feed.embedded import RedisProcess, free_port
+from feed.errors import Unauthorized
+from publisher import tokens
 from tests.conftest import feed_command
 
 
@@ -148,3 +150,48 @@ def test_the_console_script_is_installed() -> None:
         check=False,
     )  # fmt: skip
     assert done.returncode == 2 and "invalid int value" in done.stderr
+
+
+EXPO = Path(__file__).resolve().parents[1] / "web" / "fixtures" / "expo.json"
+
+
+def test_schedule_import_reports_what_it_did(redis: RedisProcess, tmp_path: Path) -> None:
+    code, out, err = feed("schedule", "import", str(EXPO), "--redis-url", redis.url)
+    assert (code, err) == (0, "")
+    assert out.startswith("imported Smart City Expo Casablanca 2019 (Africa/Casablanca): 2 rooms,")
+    broken = tmp_path / "broken.xml"
+    broken.write_text("<schedule><conference><title>x</title></conference><day")
+    code, out, err = feed("schedule", "import", str(broken), "--redis-url", redis.url)
+    assert code == 2 and out == "" and err.startswith(f"feed schedule: {broken}")
+    assert_one_clear_line(err)
+    code, _, err = feed("schedule", "import", str(tmp_path / "missing.json"), "--redis-url",
+                        redis.url)  # fmt: skip
+    assert code == 2 and "cannot read" in err and "No such file" in err
+    code, _, err = feed("schedule", "import", str(EXPO), "--zone", "Mars/Olympus",
+                        "--redis-url", redis.url)  # fmt: skip
+    assert code == 2 and "Mars/Olympus" in err
+
+
+async def test_tokens_are_created_listed_and_revoked(redis: RedisProcess) -> None:
+    code, out, err = feed("token", "create", "--role", "operator", "--room", "atlas",
+                          "--name", "door tablet", "--redis-url", redis.url)  # fmt: skip
+    assert (code, err) == (0, "")
+    secret = out.strip().splitlines()[-1]
+    assert secret.startswith("feed_")
+    token_id = secret.split("_")[1]
+    code, out, _ = feed("token", "list", "--redis-url", redis.url)
+    assert code == 0 and token_id in out and "operator" in out and "door tablet" in out
+    assert secret.split("_", 2)[2] not in out  # never the secret itself
+    bus = Bus(redis.url)
+    try:
+        assert (await tokens.verify(bus, secret)).rooms == ("atlas",)
+        code, out, _ = feed("token", "revoke", token_id, "--redis-url", redis.url)
+        assert code == 0
+        with pytest.raises(Unauthorized):
+            await tokens.verify(bus, secret)
+    finally:
+        await bus.aclose()
+    code, _, err = feed("token", "revoke", token_id, "--redis-url", redis.url)
+    assert code == 2 and "no token" in err
+    code, _, err = feed("token", "create", "--role", "operator", "--redis-url", redis.url)
+    assert code == 2 and "at least one --room" in err

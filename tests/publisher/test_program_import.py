@@ -1,0 +1,159 @@
+"""Importing a program into a real Redis: what is stored, what is published, what is refused."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from feed import reducer
+from feed.embedded import RedisProcess
+from feed.errors import InvalidMessage
+from feed.protocol import Position
+from publisher import Publisher
+
+FIXTURE = Path(__file__).resolve().parents[1] / "web" / "fixtures" / "expo.json"
+
+
+def program(doc: dict[str, Any]) -> bytes:
+    return orjson.dumps(doc)
+
+
+def expo() -> dict[str, Any]:
+    doc: dict[str, Any] = orjson.loads(FIXTURE.read_bytes())
+    return doc
+
+
+def events_of(days: list[dict[str, Any]], room: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = days[0]["rooms"][room]
+    return found
+
+
+async def published(pub: Publisher, channel: str, after: int = 0) -> list[Any]:
+    synced = await pub.bus.sync(channel)
+    history = await pub.bus.sync(channel, after=Position(synced.epoch, after))
+    return history.events
+
+
+async def test_a_first_import_stores_the_program_and_fills_each_room(redis: RedisProcess) -> None:
+    async with Publisher(redis.url) as pub:
+        result = await pub.import_program(FIXTURE.read_bytes(), source="expo.json")
+        assert (result["rooms"], result["sessions"], result["changes"]) == (2, 4, [])
+        raw, etag, rooms = await pub.bus.program()
+        assert etag == result["etag"] and rooms == {"Atlas": "atlas", "Anfa": "anfa"}
+        stored = orjson.loads(raw or b"")
+        assert stored["conference"]["timezone"] == "Africa/Casablanca"
+        assert [s["start"] for s in stored["sessions"]][:1] == ["2019-04-17T09:30:00+01:00"]
+        anfa = await pub.bus.sync("room:anfa")
+        assert anfa.state["name"] == "Anfa"
+        assert [s["title"] for s in anfa.state["sessions"]] == [
+            "Open data for mobility",
+            "المدن الذكية والمواطن",
+        ]
+        # The talk at 23:30 runs past midnight: it ends on the next calendar date.
+        assert anfa.state["sessions"][1]["end"] == "2019-04-18T00:30:00+01:00"
+        venue = await pub.bus.sync("venue")
+        assert venue.state["schedule"]["etag"] == etag
+
+
+async def test_importing_the_same_program_again_publishes_nothing(redis: RedisProcess) -> None:
+    async with Publisher(redis.url) as pub:
+        await pub.import_program(FIXTURE.read_bytes(), source="expo.json")
+        seqs = [(await pub.bus.sync(ch)).seq for ch in ("room:atlas", "room:anfa", "venue")]
+        again = await pub.import_program(FIXTURE.read_bytes(), source="expo.json")
+        assert again["changes"] == []
+        assert [(await pub.bus.sync(ch)).seq for ch in ("room:atlas", "room:anfa", "venue")] == seqs
+
+
+async def test_a_reimport_publishes_what_changed_where_it_changed(redis: RedisProcess) -> None:
+    doc = expo()
+    async with Publisher(redis.url) as pub:
+        await pub.import_program(program(doc), source="expo.json")
+        before = {ch: (await pub.bus.sync(ch)).seq for ch in ("room:atlas", "room:anfa", "venue")}
+        days = doc["schedule"]["conference"]["days"]
+        atlas, anfa = events_of(days, "Atlas"), events_of(days, "Anfa")
+        moved = anfa.pop(0)  # "Open data for mobility" moves from Anfa to Atlas, 30 min later
+        moved.update(room="Atlas", date="2019-04-17T12:00:00+01:00", start="12:00")
+        atlas.append(moved)
+        atlas[0]["title"] = "Ouverture officielle de la 4e édition"  # retitled
+        atlas.pop(1)  # cancelled
+        extra = copy.deepcopy(anfa[0])
+        extra.update(id=5, guid="7f6b1c0e-0000-4000-8000-000000000005", title="Nouvelle session")
+        extra.update(date="2019-04-17T15:00:00+01:00", start="15:00")
+        anfa.append(extra)
+        result = await pub.import_program(program(doc), source="expo.json")
+
+        kinds = sorted((c["kind"], c["title"]) for c in result["changes"])
+        assert kinds == [
+            ("cancelled", "L'IA au service des citoyens"),
+            ("moved", "Open data for mobility"),
+            ("new", "Nouvelle session"),
+            ("retimed", "Open data for mobility"),
+            ("retitled", "Ouverture officielle de la 4e édition"),
+        ]
+        for channel, expected in (
+            ("room:atlas", {"moved", "retimed", "retitled", "cancelled"}),
+            ("room:anfa", {"moved", "new"}),  # the move is news in both rooms
+        ):
+            (event,) = await published(pub, channel, before[channel])
+            assert event.kind == "program"
+            assert {c["kind"] for c in event.data["changes"]} == expected, channel
+        (summary,) = await published(pub, "venue", before["venue"])
+        assert summary.kind == "schedule" and summary.data["changes_total"] == 5
+        venue = await pub.bus.sync("venue")
+        assert len(venue.state["changes"]) == 5
+
+
+async def test_a_broken_file_changes_nothing(redis: RedisProcess) -> None:
+    async with Publisher(redis.url) as pub:
+        await pub.import_program(FIXTURE.read_bytes(), source="expo.json")
+        stored = await pub.bus.program()
+        doc = expo()
+        doc["schedule"]["conference"]["days"][0]["rooms"]["Atlas"][0]["start"] = "25:99"
+        del doc["schedule"]["conference"]["days"][0]["rooms"]["Atlas"][0]["date"]
+        with pytest.raises(InvalidMessage) as info:
+            await pub.import_program(program(doc), source="expo-broken.json")
+        assert info.value.message.startswith("expo-broken.json")
+        with pytest.raises(InvalidMessage, match="empty"):
+            await pub.import_program(b"  ", source="nothing.xml")
+        assert await pub.bus.program() == stored
+
+
+async def test_room_ids_stay_when_a_room_is_renamed_back_and_forth(redis: RedisProcess) -> None:
+    doc = expo()
+    async with Publisher(redis.url) as pub:
+        await pub.import_program(program(doc), source="expo.json")
+        conference = doc["schedule"]["conference"]
+        conference["rooms"].append({"name": "ATLAS"})  # slugifies like "Atlas"
+        atlas_events = conference["days"][0]["rooms"]["Atlas"]
+        conference["days"][0]["rooms"]["ATLAS"] = [dict(atlas_events.pop(), room="ATLAS")]
+        result = await pub.import_program(program(doc), source="expo.json")
+        _, _, rooms = await pub.bus.program()
+    assert rooms["Atlas"] == "atlas" and rooms["ATLAS"] == "atlas-2"
+    assert result["rooms"] == 3
+
+
+async def test_the_snapshot_shows_now_and_next_with_the_delay(redis: RedisProcess) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def at(minutes: int) -> str:
+        return (now + timedelta(minutes=minutes)).isoformat()
+
+    doc = expo()
+    atlas = doc["schedule"]["conference"]["days"][0]["rooms"]["Atlas"]
+    atlas[0].update(date=at(-40), duration="00:35")  # ended 5 minutes ago...
+    atlas[1].update(date=at(5), duration="00:30")  # ...and the next starts in 5
+    async with Publisher(redis.url) as pub:
+        await pub.import_program(program(doc), source="expo.json")
+        state = (await pub.bus.sync("room:atlas")).state
+        view = reducer.current(state, int(now.timestamp() * 1000))
+        assert view["now"] is None and view["next"]["id"] == atlas[1]["guid"]
+        await pub.status("atlas", "delayed", delay=10)  # running 10 minutes late
+        state = (await pub.bus.sync("room:atlas")).state
+    view = reducer.current(state, int(now.timestamp() * 1000))
+    assert view["now"]["id"] == atlas[0]["guid"] and view["now"]["delay"] == 10
+    assert datetime.fromisoformat(view["next"]["start"]) == datetime.fromisoformat(at(15))

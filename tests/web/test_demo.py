@@ -1,0 +1,36 @@
+"""`feed demo`: the seed's conference, alive, through the real publishing path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tests.conftest import FeedServer, connect, get
+
+Servers = Callable[..., FeedServer]
+
+
+async def test_the_demo_imports_its_program_and_plays_it(feed_server: Servers) -> None:
+    server = feed_server(None, "--demo", env={"FEED_DEMO_RATE": "600"})
+    status, program = get(server.url + "/api/schedule")
+    assert status == 200
+    assert program["conference"]["title"] == "Smart City Expo Casablanca 2019"
+    assert program["conference"]["timezone"] == "Africa/Casablanca"
+    assert [r["id"] for r in program["rooms"]] == ["atlas", "anfa", "zerktouni", "oasis"]
+    assert all({"fr", "ar", "en"} <= set(s["titles"]) for s in program["sessions"])
+    async with connect(server.ws_url) as client:
+        hello = client.seen[0]
+        assert hello["clock_rate"] == 600
+        got = await client.subscribe(["room:atlas", "venue"])
+        atlas = next(m for m in got if m["type"] == "snapshot" and m["channel"] == "room:atlas")
+        assert atlas["state"]["name"] == "Atlas" and atlas["state"]["sessions"]
+        # At 600 times real time, the morning moves on quickly: statuses and announcements flow.
+        events = await client.until(
+            lambda m: (
+                m["type"] == "event"
+                and m["kind"] == "status"
+                and m["data"]["status"] in ("live", "full")
+            ),
+            timeout=20,
+        )
+    kinds = {(e["channel"], e["kind"]) for e in events if e["type"] == "event"}
+    assert ("venue", "announce") in kinds
