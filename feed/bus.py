@@ -15,7 +15,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
@@ -152,8 +152,11 @@ class Bus:
         raw = await self._do(self._redis.hgetall(keys.TOKENS))
         return sorted((orjson.loads(v) for v in raw.values()), key=lambda t: t["created"])
 
-    async def save_token(self, record: dict[str, Any]) -> None:
-        await self._do(self._redis.hset(keys.TOKENS, record["id"], orjson.dumps(record)))
+    async def save_token(self, record: dict[str, Any]) -> bool:
+        """Store a new token's record; False if its id is already taken (never overwritten)."""
+        return bool(
+            await self._do(self._redis.hsetnx(keys.TOKENS, record["id"], orjson.dumps(record)))
+        )
 
     async def delete_token(self, token_id: str) -> bool:
         return bool(await self._do(self._redis.hdel(keys.TOKENS, token_id)))
@@ -169,14 +172,27 @@ class Bus:
     async def remembered(self, key: str) -> bytes | None:
         return _bytes(await self._do(self._redis.get(key)))
 
-    async def remember(self, key: str, value: bytes, ttl: int) -> None:
-        await self._do(self._redis.set(key, value, ex=ttl))
+    async def remember(self, key: str, value: bytes, ttl: int, *, first: bool = False) -> bool:
+        """Store `value` under `key` for `ttl` seconds; with `first`, only if nothing is there.
+        Returns whether it was stored."""
+        return bool(await self._do(self._redis.set(key, value, ex=ttl, nx=first)))
+
+    async def forget(self, key: str) -> None:
+        await self._do(self._redis.delete(key))
 
     async def record_announcement(
-        self, announcement_id: str, channels: list[str], expires_at: int | None
+        self,
+        announcement_id: str,
+        channels: list[str],
+        expires_at: int | None,
+        *,
+        previous: Sequence[str] = (),
     ) -> None:
-        """Where an announcement went (for its retraction), and when it expires."""
+        """Where an announcement is (for its retraction), and when it expires. `previous` are
+        the channels of the version it replaces, whose expiry entries go."""
         pipe = self._redis.pipeline(transaction=True)
+        if previous:
+            pipe.zrem(keys.EXPIRIES, *(f"{ch} {announcement_id}" for ch in previous))
         record = {"channels": channels, "expires_at": expires_at}
         pipe.hset(keys.ANNOUNCEMENTS, announcement_id, orjson.dumps(record))
         if expires_at is not None:
@@ -188,8 +204,16 @@ class Bus:
         return orjson.loads(raw) if raw else None
 
     async def forget_announcement(self, announcement_id: str, channels: list[str]) -> None:
+        """The announcement is gone from these channels; its record goes with the last one."""
+        record = await self.announcement(announcement_id)
+        left = [ch for ch in (record or {}).get("channels", []) if ch not in channels]
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hdel(keys.ANNOUNCEMENTS, announcement_id)
+        if left and record is not None:
+            pipe.hset(
+                keys.ANNOUNCEMENTS, announcement_id, orjson.dumps({**record, "channels": left})
+            )
+        else:
+            pipe.hdel(keys.ANNOUNCEMENTS, announcement_id)
         pipe.zrem(keys.EXPIRIES, *(f"{ch} {announcement_id}" for ch in channels))
         await self._do(pipe.execute())
 

@@ -7,6 +7,7 @@ Channels:
 Redis, for the venue:
 - `feed:program`: hash with the imported program (`json`), its `etag`, and `rooms` (the JSON
   map of room names to ids, kept across re-imports so ids stay stable);
+- `feed:program:import`: held while an import runs, so imports do not interleave;
 - `feed:tokens`: hash of token id -> token record (JSON, with the secret's hash only);
 - `feed:announcements`: hash of announcement id -> where it was posted (JSON);
 - `feed:expiries`: sorted set of "<channel> <announcement id>" by expiry time (Unix ms);
@@ -76,6 +77,7 @@ def log_key(ch: str) -> str:
 
 META_PATTERN = "feed:{*}:meta"
 PROGRAM = "feed:program"
+IMPORT_LOCK = "feed:program:import"
 TOKENS = "feed:tokens"
 ANNOUNCEMENTS = "feed:announcements"
 EXPIRIES = "feed:expiries"

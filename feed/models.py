@@ -54,6 +54,9 @@ MAX_EVENT_BYTES = 60 * 1024  # an event's data, encoded; clients' websocket limi
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
+MAX_PROGRAM_EVENT_BYTES = 256 * 1024  # a room's sessions: about a thousand of them
+
+
 def event(kind: object, data: object) -> None:
     """Check what any event must be: a short lowercase kind, and JSON data of bounded size."""
     if not isinstance(kind, str) or not _KIND.fullmatch(kind):
@@ -62,8 +65,9 @@ def event(kind: object, data: object) -> None:
         size = len(orjson.dumps(data))
     except TypeError as exc:
         raise InvalidMessage(f"event data is not JSON: {exc}") from None
-    if size > MAX_EVENT_BYTES:
-        raise InvalidMessage(f"event data is {size} bytes; the limit is {MAX_EVENT_BYTES}")
+    limit = MAX_PROGRAM_EVENT_BYTES if kind == Kind.PROGRAM else MAX_EVENT_BYTES
+    if size > limit:
+        raise InvalidMessage(f"event data is {size} bytes; the limit is {limit}")
 
 
 def _choice(enum: type[StrEnum], value: object, what: str) -> str:

@@ -40,11 +40,15 @@ def current(state: State, now_ms: int) -> State:
     view = {**state, "announcements": _unexpired(state.get("announcements"), now_ms)}
     if "sessions" in state:
         delay = state.get("delay")
-        view["now"], view["next"] = program.now_and_next(
-            state.get("sessions") or [],
-            datetime.fromtimestamp(now_ms / 1000, UTC),
-            delay if isinstance(delay, int) else 0,
-        )
+        try:
+            view["now"], view["next"] = program.now_and_next(
+                state.get("sessions") or [],
+                datetime.fromtimestamp(now_ms / 1000, UTC),
+                delay if isinstance(delay, int) else 0,
+            )
+        except (ValueError, OverflowError, TypeError, KeyError):
+            # Sessions this reader cannot place in time: show none rather than fail the snapshot.
+            view["now"] = view["next"] = None
     return view
 
 

@@ -30,6 +30,7 @@ from feed.protocol import Position
 
 MAX_ATTEMPTS = 50
 MAX_CHANGES_PER_EVENT = 100  # the rest are in GET /api/schedule's diff, by count
+IMPORT_LOCK_TTL = 120  # seconds: an import that died does not block the next one for long
 
 
 class Publisher:
@@ -145,10 +146,19 @@ class Publisher:
             announcement_id=announcement_id,
         )
         channels = models.announcement_channels(data["rooms"])
+        earlier = await self._bus.announcement(data["id"])
+        previous = list(earlier["channels"]) if earlier else []
         # Recorded first: a retraction or an expiry must find every channel it may have reached.
-        await self._bus.record_announcement(data["id"], channels, expires_at)
+        await self._bus.record_announcement(
+            data["id"], sorted({*channels, *previous}), expires_at, previous=previous
+        )
         for channel in channels:
             await self.publish(channel, Kind.ANNOUNCE, data)
+        dropped = [ch for ch in previous if ch not in channels]
+        for channel in dropped:  # a new version aimed at fewer rooms leaves the others
+            await self.publish(channel, Kind.RETRACT, {"id": data["id"], "reason": "edited"})
+        if dropped:
+            await self._bus.forget_announcement(data["id"], dropped)
         return data
 
     async def retract(
@@ -178,6 +188,7 @@ class Publisher:
             if await self._bus.claim_expiry(channel, announcement_id):
                 data = {"id": announcement_id, "reason": "expired"}
                 await self.publish(channel, Kind.RETRACT, data)
+                await self._bus.forget_announcement(announcement_id, [channel])
                 done += 1
         return done
 
@@ -188,29 +199,53 @@ class Publisher:
     ) -> dict[str, Any]:
         """Import a program export (frab XML, schedule.json, pretalx widget JSON).
 
-        A broken file raises InvalidMessage and changes nothing. Otherwise each room whose name
-        or sessions changed gets a `program` event, the program is stored (GET /api/schedule),
-        and `venue` gets a `schedule` event with what changed. Importing the same program again
-        publishes nothing; retrying an import that failed halfway completes it.
+        A broken file raises InvalidMessage and changes nothing. Otherwise every room channel
+        whose name or sessions differ from the new program gets a `program` event, the program
+        is stored (GET /api/schedule), and `venue` gets a `schedule` event with what changed.
+        What is published is decided from what each channel holds now, so importing the same
+        program again publishes nothing, and retrying an import that failed halfway completes
+        it. One import runs at a time.
         """
         from publisher import importers  # noqa: PLC0415 - only imports need the parsers
 
-        raw_old, etag_old, known = await self._bus.program()
-        new = importers.parse(
-            data, source=source, venue_zone=venue_zone, known_rooms=known, title=title
+        raw_old, _, known = await self._bus.program()
+        new = await asyncio.to_thread(
+            importers.parse,
+            data,
+            source=source,
+            venue_zone=venue_zone,
+            known_rooms=known,
+            title=title,
         )
+        if not await self._bus.remember(keys.IMPORT_LOCK, b"1", IMPORT_LOCK_TTL, first=True):
+            raise Conflict("another import is running; try again in a moment")
+        try:
+            return await self._import(new, raw_old, known)
+        finally:
+            await self._bus.forget(keys.IMPORT_LOCK)
+
+    async def _import(
+        self, new: program.Program, raw_old: bytes | None, known: dict[str, str]
+    ) -> dict[str, Any]:
         old_json = orjson.loads(raw_old) if raw_old else None
         old = program.Program.from_json(old_json) if old_json else None
         new_json = new.to_json(new.conference.timezone or "UTC")
         raw = orjson.dumps(new_json)
         etag = hashlib.sha256(raw).hexdigest()[:20]
         changes = [dataclasses.asdict(c) for c in program.diff(old, new)]
-        if etag != etag_old:
-            await self._publish_rooms(old_json, new_json, changes)
-            rooms = {**known, **{room.name: room.id for room in new.rooms}}
-            await self._bus.save_program(raw, etag, rooms)
-        # Last, and checked against what `venue` says: an import interrupted before this point
-        # publishes it when retried, even though the program itself is already stored.
+        rooms = {**known, **{room.name: room.id for room in new.rooms}}
+        events = self._room_events(new_json, changes, sorted(set(rooms.values())))
+        for channel, event_data in events:  # all checked before any is published
+            try:
+                models.event(Kind.PROGRAM, event_data)
+            except InvalidMessage as exc:
+                raise InvalidMessage(f"room {channel}: {exc.message}") from None
+        for channel, event_data in events:
+            held = (await self._bus.sync(channel)).state
+            wanted = event_data["room"]["name"], event_data["sessions"]
+            if (held.get("name"), held.get("sessions")) != wanted:
+                await self.publish(channel, Kind.PROGRAM, event_data)
+        await self._bus.save_program(raw, etag, rooms)
         venue = await self._bus.sync(keys.VENUE)
         if (venue.state.get("schedule") or {}).get("etag") != etag:
             summary = {
@@ -228,31 +263,26 @@ class Publisher:
             "changes": changes,
         }
 
-    async def _publish_rooms(
-        self, old: dict[str, Any] | None, new: dict[str, Any], changes: list[dict[str, Any]]
-    ) -> None:
-        """One `program` event per room whose name or sessions changed (rooms gone from the
-        program get an empty one)."""
-
-        def by_room(doc: dict[str, Any] | None) -> dict[str, tuple[str, list[dict[str, Any]]]]:
-            if doc is None:
-                return {}
-            rooms: dict[str, tuple[str, list[dict[str, Any]]]] = {
-                r["id"]: (r["name"], []) for r in doc["rooms"]
-            }
-            for session in doc["sessions"]:
-                rooms[session["room"]][1].append(program.compact(session))
-            return rooms
-
-        before, after = by_room(old), by_room(new)
-        for room_id in [*after, *(r for r in before if r not in after)]:
-            name, sessions = after[room_id] if room_id in after else (before[room_id][0], [])
-            if before.get(room_id) == (name, sessions):
-                continue
-            touching = [c for c in changes if room_id in (c["room"], c["old_room"])]
+    @staticmethod
+    def _room_events(
+        new: dict[str, Any], changes: list[dict[str, Any]], every_room: list[str]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The `program` event each room channel should hold: the program's rooms with their
+        sessions, and rooms of earlier imports no longer in it with none."""
+        names = {r["id"]: r["name"] for r in new["rooms"]}
+        sessions: dict[str, list[dict[str, Any]]] = {room: [] for room in names}
+        for session in new["sessions"]:
+            sessions[session["room"]].append(program.compact(session))
+        touching: dict[str, list[dict[str, Any]]] = {}
+        for change in changes:
+            for room in {change["room"], change["old_room"]} - {None}:
+                touching.setdefault(room, []).append(change)
+        events = []
+        for room in [*names, *(r for r in every_room if r not in names)]:
             data = {
-                "room": {"id": room_id, "name": name, "in_program": room_id in after},
-                "sessions": sessions,
-                "changes": touching[:MAX_CHANGES_PER_EVENT],
+                "room": {"id": room, "name": names.get(room), "in_program": room in names},
+                "sessions": sessions.get(room, []),
+                "changes": touching.get(room, [])[:MAX_CHANGES_PER_EVENT],
             }
-            await self.publish(keys.room_channel(room_id), Kind.PROGRAM, data)
+            events.append((keys.room_channel(room), data))
+        return events

@@ -25,6 +25,10 @@ from feed.program import Conference, Program, Room, Session, assign_room_ids, sl
 
 DAY_CHANGE = time(6)  # when a file says nothing, a time before 06:00 is the night after the day
 
+FIRST_YEAR, LAST_YEAR = 1970, 2100
+MAX_SESSION = timedelta(hours=48)
+MAX_ROOMS = 1000
+MAX_SESSIONS = 20_000
 _Found = list[tuple[str, Session]]  # each session with where it was found, for later errors
 
 
@@ -69,6 +73,10 @@ def parse(
         return _program(conference, rooms, found, known_rooms or {})
     except InvalidMessage as exc:
         raise InvalidMessage(f"{source}: {exc.message}") from None
+    except (ValueError, OverflowError, LookupError, UnicodeError) as exc:
+        # What the checks above did not foresee (an odd encoding, a date the calendar cannot
+        # hold) is still the file's fault, never the server's.
+        raise InvalidMessage(f"{source}: cannot read it: {exc}") from None
 
 
 def _program(
@@ -88,7 +96,16 @@ def _program(
                 f"{where}: duplicate session id {s.id!r}, also used at {first_seen[s.id]}"
             )
         first_seen[s.id] = where
+        if not (s.start.year >= FIRST_YEAR and s.end.year <= LAST_YEAR):
+            raise InvalidMessage(f"{where}: a date outside {FIRST_YEAR}-{LAST_YEAR}")
+        if s.end - s.start > MAX_SESSION:
+            raise InvalidMessage(f"{where}: a session longer than {MAX_SESSION}")
         sessions.append(replace(s, room=ids[s.room]))
+    if len(names) > MAX_ROOMS or len(sessions) > MAX_SESSIONS:
+        raise InvalidMessage(
+            f"{len(names)} rooms and {len(sessions)} sessions; the limits are {MAX_ROOMS}"
+            f" and {MAX_SESSIONS}"
+        )
     return Program(conference, tuple(Room(ids[n], n) for n in names), tuple(sessions))
 
 
@@ -102,11 +119,18 @@ def _conference(
 
 
 def _zone(venue_zone: str | None, named: str | None, where: str) -> tuple[str, ZoneInfo]:
-    name = venue_zone or named or "UTC"
+    """The zone the program is served in (the venue's, else the file's, else UTC), and the one
+    its local times are read in (the file's own when it names one, else the venue's)."""
     try:
-        return name, zone_info(name)
+        if venue_zone:
+            zone_info(venue_zone)
     except InvalidMessage as exc:
-        raise InvalidMessage(f"{'venue zone' if venue_zone else where}: {exc.message}") from None
+        raise InvalidMessage(f"venue zone: {exc.message}") from None
+    try:
+        read_in = zone_info(named or venue_zone or "UTC")
+    except InvalidMessage as exc:
+        raise InvalidMessage(f"{where}: {exc.message}") from None
+    return venue_zone or named or "UTC", read_in
 
 
 def _session_id(conference: Conference, guid: str | None, event_id: str | None, where: str) -> str:

@@ -84,10 +84,11 @@ async def create(bus: Bus, role: str, rooms: list[str], name: str = "") -> tuple
         raise InvalidMessage(f"a {role} token covers every room; do not name rooms")
     if len(name) > MAX_NAME or not name.isprintable():
         raise InvalidMessage(f"the name must be printable and at most {MAX_NAME} characters")
-    token = Token(secrets.token_hex(4), Role(role), clean_rooms, name)
     secret = secrets.token_urlsafe(32)
-    await bus.save_token({**token.record(), "hash": _digest(secret)})
-    return f"{PREFIX}_{token.id}_{secret}", token
+    while True:  # a new id, never one in use (an overwrite would silently revoke a token)
+        token = Token(secrets.token_hex(6), Role(role), clean_rooms, name)
+        if await bus.save_token({**token.record(), "hash": _digest(secret)}):
+            return f"{PREFIX}_{token.id}_{secret}", token
 
 
 async def verify(bus: Bus, presented: str | None) -> Token:

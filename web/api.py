@@ -7,6 +7,7 @@ role or rooms (before the body is read), then 400/422 for the body, 503 when Red
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -17,7 +18,7 @@ import orjson
 from aiohttp import web
 
 from feed import keys
-from feed.errors import InvalidMessage, MalformedRequest, NotFound, RateLimited
+from feed.errors import Conflict, InvalidMessage, MalformedRequest, NotFound, RateLimited
 from publisher.api import Publisher
 from publisher.tokens import Token, verify
 
@@ -72,7 +73,9 @@ async def _caller(request: web.Request) -> Token:
 async def _body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise MalformedRequest("send a JSON object with Content-Type: application/json")
-    raw = await request.content.read(MAX_JSON_BODY + 1)
+    if (request.content_length or 0) > MAX_JSON_BODY:
+        raise MalformedRequest(f"the body is over {MAX_JSON_BODY} bytes")
+    raw = await request.read()  # the whole body, however it was cut on the way
     if len(raw) > MAX_JSON_BODY:
         raise MalformedRequest(f"the body is over {MAX_JSON_BODY} bytes")
     try:
@@ -92,28 +95,51 @@ def _only(body: dict[str, Any], *allowed: str) -> None:
             )
 
 
-async def _once(
-    request: web.Request, token: Token, act: Callable[[], Awaitable[tuple[int, Any]]]
-) -> web.Response:
-    """Run a change once per Idempotency-Key (per token, method and path): a retry gets the
-    first answer back instead of a second change."""
+def _idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
-    if key is None:
-        status, body = await act()
-        return _json(body, status)
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+    if key is not None and (not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable()):
         raise MalformedRequest(
             f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters"
         )
+    return key
+
+
+async def _once(
+    request: web.Request,
+    token: Token,
+    body: dict[str, Any],
+    act: Callable[[], Awaitable[tuple[int, Any]]],
+) -> web.Response:
+    """Run a change once per Idempotency-Key (per token, method and path): a retry gets the
+    first answer back instead of a second change; the same key with another body is refused."""
+    key = _idempotency_key(request)
+    if key is None:
+        status, answer = await act()
+        return _json(answer, status)
     bus = request.app[PUBLISHER].bus
     stored_key = keys.idempotency_key(token.id, f"{request.method} {request.path} {key}")
-    stored = await bus.remembered(stored_key)
-    if stored is not None:
-        answer = orjson.loads(stored)
-        return _json(answer["body"], answer["status"], {"Idempotent-Replayed": "true"})
-    status, body = await act()
-    await bus.remember(stored_key, orjson.dumps({"status": status, "body": body}), IDEMPOTENCY_TTL)
-    return _json(body, status)
+    fingerprint = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    pending = orjson.dumps({"fingerprint": fingerprint, "pending": True})
+    if not await bus.remember(stored_key, pending, IDEMPOTENCY_TTL, first=True):
+        stored = orjson.loads(await bus.remembered(stored_key) or b"{}")
+        if stored.get("fingerprint") != fingerprint:
+            raise InvalidMessage(
+                "this Idempotency-Key was used with another body; use a new key",
+                field="Idempotency-Key",
+            )
+        if stored.get("pending"):
+            raise Conflict("a request with this Idempotency-Key is still running; retry shortly")
+        return _json(stored["body"], stored["status"], {"Idempotent-Replayed": "true"})
+    try:
+        status, answer = await act()
+    except BaseException:
+        # Not done: a retry with the same key runs again, and finishes what this one began
+        # (announcements take their id from the key, so a second run replaces, not repeats).
+        await bus.forget(stored_key)
+        raise
+    done = {"fingerprint": fingerprint, "status": status, "body": answer}
+    await bus.remember(stored_key, orjson.dumps(done), IDEMPOTENCY_TTL)
+    return _json(answer, status)
 
 
 async def _program_rooms(pub: Publisher) -> set[str] | None:
@@ -167,7 +193,7 @@ async def post_status(request: web.Request) -> web.Response:
             raise
         return 200, {"channel": done.channel, "epoch": done.epoch, "seq": done.seq}
 
-    return await _once(request, token, act)
+    return await _once(request, token, body, act)
 
 
 def _instant(value: object, field: str) -> int | None:
@@ -192,13 +218,22 @@ async def post_announcement(request: web.Request) -> web.Response:
     pub = request.app[PUBLISHER]
     body = await _body(request)
     _only(body, "text", "rooms", "priority", "expires_at", "id")
-    rooms = body.get("rooms") or []
+    rooms = body.get("rooms", [])
+    if rooms is None:
+        rooms = []
     if not isinstance(rooms, list):
-        raise InvalidMessage("rooms must be a list of room ids", field="rooms")
+        raise InvalidMessage("rooms must be a list of room ids (empty for everyone)", field="rooms")
     known = await _program_rooms(pub)
     for room in rooms:
         _room_in(known, room, "rooms")
     expires_at = _instant(body.get("expires_at"), "expires_at")
+
+    announcement_id = body.get("id")
+    key = _idempotency_key(request)
+    if announcement_id is None and key is not None:
+        # Derived from the key: a retry after a failure halfway through the rooms replaces
+        # what the first attempt posted instead of posting it twice.
+        announcement_id = hashlib.sha256(f"{token.id} {key}".encode()).hexdigest()[:16]
 
     async def act() -> tuple[int, Any]:
         data = await pub.announce(
@@ -206,11 +241,11 @@ async def post_announcement(request: web.Request) -> web.Response:
             rooms=rooms,
             priority=body.get("priority", "info"),
             expires_at=expires_at,
-            announcement_id=body.get("id"),
+            announcement_id=announcement_id,
         )
         return 201, {"id": data["id"], "announcement": data}
 
-    return await _once(request, token, act)
+    return await _once(request, token, body, act)
 
 
 async def delete_announcement(request: web.Request) -> web.Response:

@@ -224,6 +224,10 @@ BROKEN: list[tuple[bytes, list[str]]] = [
         ["schedule.conference.days[1].rooms[\"Atlas\"][0].start: '25:99'"],
     ),
     (edit_json(SCHEDULE, {f"{DAY1}/Atlas/0/duration": 90}), ["[0].duration", "'90'"]),
+    (edit_json(SCHEDULE, {f"{DAY1}/Atlas/0/date": "9999-12-31T23:30:00+01:00"}), ["range"]),
+    (edit_json(SCHEDULE, {f"{DAY1}/Atlas/0/date": "1950-01-01T10:00:00+01:00"}), ["outside"]),
+    (edit_json(SCHEDULE, {f"{DAY1}/Atlas/0/duration": "999:00"}), ["longer than"]),
+    (FRAB.replace("utf-8", "Shift_JIS").replace("UTF-8", "Shift_JIS").encode(), ["upload.dat"]),
     (edit_json(SCHEDULE, {f"{DAY1}/Atlas/0/title": ["x"]}), ["[0].title: expected text"]),
     (edit_json(SCHEDULE, {f"{DAY1}/Atlas/0/persons": [7]}), ["[0].persons[0]"]),
     (edit_json(SCHEDULE, {f"{DAY1}/Atlas/0/room": "Nowhere"}), ["'Nowhere'", "not one of"]),
@@ -268,6 +272,16 @@ def test_broken_files(name: str, expected: str) -> None:
     with pytest.raises(InvalidMessage) as info:
         load(name)
     assert info.value.message.startswith(expected)
+
+
+def test_a_file_that_names_its_zone_is_read_in_it_and_served_in_the_venue_zone() -> None:
+    doc = edit_json(SCHEDULE, {"schedule/conference/time_zone_name": "Europe/Berlin"})
+    doc = edit_json(doc.decode(), {f"{DAY1}/Atlas/0/date": None, f"{DAY1}/Atlas/0/start": "10:00"})
+    program = parse(doc, source="berlin.json", venue_zone="Africa/Casablanca")
+    assert program.conference.timezone == "Africa/Casablanca"
+    first = next(s for s in program.sessions if s.start.hour == 8)  # 10:00 in Berlin, summer
+    rendered = {s["id"]: s for s in program.to_json("Africa/Casablanca")["sessions"]}
+    assert rendered[first.id]["start"].endswith("09:00:00+01:00")
 
 
 def test_an_invalid_venue_zone_is_an_error() -> None:

@@ -157,3 +157,30 @@ async def test_the_snapshot_shows_now_and_next_with_the_delay(redis: RedisProces
     view = reducer.current(state, int(now.timestamp() * 1000))
     assert view["now"]["id"] == atlas[0]["guid"] and view["now"]["delay"] == 10
     assert datetime.fromisoformat(view["next"]["start"]) == datetime.fromisoformat(at(15))
+
+
+async def test_a_room_too_big_for_one_event_is_named_and_nothing_is_published(
+    redis: RedisProcess,
+) -> None:
+    doc = expo()
+    anfa = doc["schedule"]["conference"]["days"][0]["rooms"]["Anfa"]
+    template = anfa[0]
+    for i in range(1200):  # far more sessions than one event holds
+        anfa.append({**template, "id": 1000 + i, "guid": f"g-{i}", "title": f"Session {i} " * 8})
+    async with Publisher(redis.url) as pub:
+        with pytest.raises(InvalidMessage, match="room room:anfa"):
+            await pub.import_program(program(doc), source="expo.json")
+        assert (await pub.bus.sync("room:atlas")).seq == 0
+        assert await pub.bus.program() == (None, None, {})
+
+
+async def test_an_edit_that_narrows_an_announcement_and_a_partial_retraction(
+    redis: RedisProcess,
+) -> None:
+    async with Publisher(redis.url) as pub:
+        await pub.announce("Salles pleines", rooms=["p1", "p2"], announcement_id="full")
+        assert await pub.retract("full", rooms=["p1"]) == ["room:p1"]
+        # p2 still has it, and a later retraction without rooms finds it there.
+        assert await pub.retract("full") == ["room:p2"]
+        with pytest.raises(Exception, match="no announcement"):
+            await pub.retract("full")

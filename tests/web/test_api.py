@@ -245,3 +245,64 @@ def _in_seconds(seconds: float) -> str:
     from datetime import UTC, datetime, timedelta  # noqa: PLC0415
 
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+async def test_one_idempotency_key_makes_one_change_even_when_raced(api: Api) -> None:
+    import asyncio  # noqa: PLC0415
+
+    key = {"Idempotency-Key": "post-once"}
+    body = {"text": "Une seule fois", "rooms": ["atlas", "anfa"]}
+    answers = await asyncio.gather(
+        *(api.call("POST", "/api/announcements", who="moderator", body=body, headers=key)
+          for _ in range(8))
+    )  # fmt: skip
+    made = [a for a in answers if a[0] == 201]
+    assert made and all(a[0] in (201, 409) for a in answers), [a[:2] for a in answers]
+    assert len({a[1]["id"] for a in made}) == 1
+    status, answer, _ = await api.call(
+        "POST", "/api/announcements", who="moderator", body={**body, "text": "Autre"}, headers=key
+    )
+    assert status == 422 and answer["error"]["field"] == "Idempotency-Key"
+    async with connect(api.server.ws_url) as client:
+        got = await client.subscribe(["room:atlas"])
+    (snapshot,) = [m for m in got if m["type"] == "snapshot"]
+    assert [a["text"] for a in snapshot["state"]["announcements"]] == ["Une seule fois"]
+
+
+async def test_a_new_version_aimed_elsewhere_leaves_the_old_rooms(api: Api) -> None:
+    status, _, _ = await api.call(
+        "POST", "/api/announcements", who="moderator",
+        body={"id": "fire", "text": "Évacuation", "priority": "emergency"},
+    )  # fmt: skip
+    assert status == 201
+    async with connect(api.server.ws_url) as client:
+        await client.subscribe(["venue", "room:atlas"])
+        status, _, _ = await api.call(
+            "POST", "/api/announcements", who="moderator",
+            body={"id": "fire", "text": "Évacuation de la salle Atlas", "rooms": ["atlas"]},
+        )  # fmt: skip
+        assert status == 201
+        posted, left = sorted(await client.events(2), key=lambda e: e["kind"])
+        assert (posted["channel"], posted["kind"]) == ("room:atlas", "announce")
+        assert (left["channel"], left["kind"]) == ("venue", "retract")
+        status, gone, _ = await api.call("DELETE", "/api/announcements/fire", who="moderator")
+        assert status == 200 and gone["channels"] == ["room:atlas"]
+
+
+async def test_a_body_that_arrives_in_pieces_is_read_whole(api: Api) -> None:
+    import asyncio  # noqa: PLC0415
+
+    body = orjson.dumps({"status": "live", "session": "x" * 150, "delay_min": 0})
+
+    async def slowly() -> Any:
+        yield body[:40]
+        await asyncio.sleep(0.3)
+        yield body[40:]
+
+    async with api.http.post(
+        api.server.url + "/api/rooms/atlas/status",
+        data=slowly(),
+        headers={"Authorization": f"Bearer {api.tokens['admin']}",
+                 "Content-Type": "application/json"},
+    ) as answer:  # fmt: skip
+        assert answer.status == 200, await answer.text()
