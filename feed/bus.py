@@ -137,12 +137,27 @@ class Bus:
         mapping: dict[str, str] = orjson.loads(rooms) if rooms else {}
         return _bytes(raw), _text(etag) if etag else None, mapping
 
-    async def save_program(self, raw: bytes, etag: str, rooms: dict[str, str]) -> None:
+    async def save_program(
+        self, raw: bytes, etag: str, rooms: dict[str, str], current: list[str]
+    ) -> None:
+        """Store a program: its JSON, ETag, every room name -> id ever imported (so ids stay
+        stable), and the ids of the rooms it has now."""
         await self._do(
             self._redis.hset(
-                keys.PROGRAM, mapping={"json": raw, "etag": etag, "rooms": orjson.dumps(rooms)}
+                keys.PROGRAM,
+                mapping={
+                    "json": raw,
+                    "etag": etag,
+                    "rooms": orjson.dumps(rooms),
+                    "current": orjson.dumps(current),
+                },
             )
         )
+
+    async def program_rooms(self) -> set[str] | None:
+        """The room ids of the imported program; None while none is imported."""
+        raw = await self._do(self._redis.hget(keys.PROGRAM, "current"))
+        return set(orjson.loads(raw)) if raw else None
 
     async def token(self, token_id: str) -> dict[str, Any] | None:
         raw = await self._do(self._redis.hget(keys.TOKENS, token_id))

@@ -176,6 +176,11 @@ def announcement(
         raise InvalidMessage(
             f"an announcement may name at most {MAX_ROOMS_PER_ANNOUNCEMENT} rooms", field="rooms"
         )
+    if expires_at is not None and priority == Priority.EMERGENCY:
+        raise InvalidMessage(
+            "an emergency stays on every screen until it is retracted: give it no expiry",
+            field="expires_at",
+        )
     if expires_at is not None and expires_at <= ts:
         raise InvalidMessage("an announcement must expire after it is posted", field="expires_at")
     aid = new_announcement_id() if announcement_id is None else announcement_id

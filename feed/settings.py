@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from feed.errors import InvalidMessage
+from feed.program import zone_info
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,8 @@ def _convert(name: str, value: Any, source: str) -> Any:
         if kind == "Path":
             return Path(str(value))
         if kind == "str | None":
+            if name == "venue_zone" and value not in (None, ""):
+                zone_info(str(value))  # a zone that does not exist stops the start, not an import
             return str(value) if value not in (None, "") else None
         if name == "log_level" and str(value).lower() not in LOG_LEVELS:
             raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")

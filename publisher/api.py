@@ -220,12 +220,12 @@ class Publisher:
         if not await self._bus.remember(keys.IMPORT_LOCK, b"1", IMPORT_LOCK_TTL, first=True):
             raise Conflict("another import is running; try again in a moment")
         try:
-            return await self._import(new, raw_old, known)
+            return await self._import(new, raw_old, known, source)
         finally:
             await self._bus.forget(keys.IMPORT_LOCK)
 
     async def _import(
-        self, new: program.Program, raw_old: bytes | None, known: dict[str, str]
+        self, new: program.Program, raw_old: bytes | None, known: dict[str, str], source: str
     ) -> dict[str, Any]:
         old_json = orjson.loads(raw_old) if raw_old else None
         old = program.Program.from_json(old_json) if old_json else None
@@ -239,13 +239,13 @@ class Publisher:
             try:
                 models.event(Kind.PROGRAM, event_data)
             except InvalidMessage as exc:
-                raise InvalidMessage(f"room {channel}: {exc.message}") from None
+                raise InvalidMessage(f"{source}: room {channel}: {exc.message}") from None
         for channel, event_data in events:
             held = (await self._bus.sync(channel)).state
             wanted = event_data["room"]["name"], event_data["sessions"]
             if (held.get("name"), held.get("sessions")) != wanted:
                 await self.publish(channel, Kind.PROGRAM, event_data)
-        await self._bus.save_program(raw, etag, rooms)
+        await self._bus.save_program(raw, etag, rooms, [room.id for room in new.rooms])
         venue = await self._bus.sync(keys.VENUE)
         if (venue.state.get("schedule") or {}).get("etag") != etag:
             summary = {

@@ -22,20 +22,22 @@ import orjson
 
 from feed.clock import Clock
 from feed.errors import FeedError
+from feed.models import Kind
 from publisher.api import Publisher
 
 log = logging.getLogger(__name__)
 
 PROGRAM = resources.files("publisher").joinpath("demo", "smart-city-expo-2019.json")
 ZONE = ZoneInfo("Africa/Casablanca")
-START = datetime(2019, 4, 17, 8, 40, tzinfo=ZONE)  # twenty minutes before the doors open
+START = datetime(2019, 4, 17, 8, 40, tzinfo=ZONE)  # before the doors open
 END = datetime(2019, 4, 18, 19, 0, tzinfo=ZONE)
 STEP = 1.0  # real seconds between two looks at the program
 
 
 def clock(rate: float) -> Clock:
     """The demo's clock: from the morning of the first day, `rate` times faster than real time
-    (at 30, both days pass in about 40 minutes); then it starts over."""
+    (at 30, both days and the night between them pass in about 70 minutes); then it starts
+    over."""
     return Clock(start=START.timestamp(), rate=rate, period=(END - START).total_seconds())
 
 
@@ -148,8 +150,12 @@ async def drive(pub: Publisher, demo_clock: Clock) -> None:
     rooms: dict[str, list[dict[str, Any]]] = {r["id"]: [] for r in doc["rooms"]}
     for s in doc["sessions"]:
         rooms[s["room"]].append(s)
+    # Announcements left by an earlier run belong to another moment of the conference.
+    for channel in ["venue", *(f"room:{room}" for room in rooms)]:
+        for note in (await pub.bus.sync(channel)).state.get("announcements", []):
+            await pub.publish(channel, Kind.RETRACT, {"id": note["id"], "reason": "retracted"})
     shown: dict[str, tuple[str, int, str | None]] = {}
-    posted: set[int] = set()
+    posted: dict[int, str] = {}  # note -> the id it was posted with
     previous = datetime.fromtimestamp(demo_clock(), ZONE)
     while True:
         now = datetime.fromtimestamp(demo_clock(), ZONE)
@@ -164,15 +170,19 @@ async def drive(pub: Publisher, demo_clock: Clock) -> None:
                     await pub.status(room, status, delay=delay, session=session)
                     shown[room] = want
             for i, note in enumerate(NOTES):
-                if i not in posted and note.at <= now < note.at + timedelta(minutes=note.minutes):
-                    await pub.announce(
+                ends = note.at + timedelta(minutes=note.minutes)
+                if i not in posted and note.at <= now < ends:
+                    # An emergency has no expiry: it stays until someone retracts it.
+                    urgent = note.priority == "emergency"
+                    made = await pub.announce(
                         note.text,
                         rooms=note.rooms,
                         priority=note.priority,
-                        expires_at=int((note.at + timedelta(minutes=note.minutes)).timestamp())
-                        * 1000,
+                        expires_at=None if urgent else int(ends.timestamp()) * 1000,
                     )
-                    posted.add(i)
+                    posted[i] = made["id"]
+                elif i in posted and note.priority == "emergency" and now >= ends:
+                    await pub.retract(posted.pop(i))  # the drill is over
         except FeedError as exc:
             log.warning("demo: %s; trying again", exc)
         await asyncio.sleep(STEP)

@@ -144,8 +144,7 @@ async def _once(
 
 async def _program_rooms(pub: Publisher) -> set[str] | None:
     """The room ids of the imported program; None while none is imported (any id goes)."""
-    _, _, rooms = await pub.bus.program()
-    return set(rooms.values()) if rooms else None
+    return await pub.bus.program_rooms()
 
 
 def _room_in(known: set[str] | None, room: object, field: str) -> str:
@@ -275,7 +274,8 @@ async def post_schedule(request: web.Request) -> web.Response:
     token = await _caller(request)
     token.check_admin()
     data = await request.read()
+    zone = request.query.get("zone") or request.app[VENUE_ZONE]
     result = await request.app[PUBLISHER].import_program(
-        data, source="the request body", venue_zone=request.app[VENUE_ZONE]
+        data, source="the request body", venue_zone=zone, title=request.query.get("title")
     )
     return _json(result)
