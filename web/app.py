@@ -69,9 +69,7 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     app[RELAY] = relay
     task = asyncio.create_task(relay.run(), name="feed-relay")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await _cancel(task)
     await bus.aclose()
 
 
@@ -81,9 +79,7 @@ async def _publisher(app: web.Application) -> AsyncIterator[None]:
     app[api.PUBLISHER] = pub
     expiry = asyncio.create_task(_expire(pub), name="feed-expiry")
     yield
-    expiry.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await expiry
+    await _cancel(expiry)
     await pub.aclose()
 
 
@@ -92,6 +88,10 @@ async def _demo(app: web.Application) -> AsyncIterator[None]:
 
     task = asyncio.create_task(demo.drive(app[api.PUBLISHER], app[CLOCK]), name="feed-demo")
     yield
+    await _cancel(task)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 
 from tests.conftest import FeedServer, connect, get
@@ -11,8 +13,11 @@ Servers = Callable[..., FeedServer]
 
 async def test_the_demo_imports_its_program_and_plays_it(feed_server: Servers) -> None:
     server = feed_server(None, "--demo", env={"FEED_DEMO_RATE": "600"})
-    status, program = get(server.url + "/api/schedule")
-    assert status == 200
+    deadline = time.monotonic() + 10
+    while (answer := get(server.url + "/api/schedule"))[0] != 200:  # imported once it has started
+        assert time.monotonic() < deadline, answer
+        await asyncio.sleep(0.05)
+    program = answer[1]
     assert program["conference"]["title"] == "Smart City Expo Casablanca 2019"
     assert program["conference"]["timezone"] == "Africa/Casablanca"
     assert [r["id"] for r in program["rooms"]] == ["atlas", "anfa", "zerktouni", "oasis"]
