@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -53,7 +54,32 @@ def create_app(
     app.router.add_get("/ws", websocket)
     app.router.add_get("/api/channels", channels)
     api.add_routes(app)
+    app.router.add_get("/screen/room/{room}", _page("screen-room.html"))
+    app.router.add_static("/static/", STATIC)
+    app.on_response_prepare.append(_security_headers)
     return app
+
+
+STATIC = Path(__file__).resolve().parent / "static"
+# Pages run only their own files: no inline script or style, no third party, no framing.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+    "form-action 'self'"
+)
+
+
+def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def page(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+
+    return page
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
 
 
 async def _relay(app: web.Application) -> AsyncIterator[None]:

@@ -1,0 +1,227 @@
+// The browser side of the feed, shared by every page: one websocket to /ws, the channels'
+// state kept current from snapshots and events, reconnection with backoff and jitter, and
+// resumption from the last (epoch, seq) of each channel so nothing is missed.
+// The reducer mirrors feed/reducer.py; docs/protocol.md is the contract.
+
+const MAX_BACKOFF_MS = 10_000;
+const PING_EVERY_MS = 15_000;
+const MAX_ANNOUNCEMENTS = 50;
+const MAX_CHANGES = 50;
+
+export function initialState(channel) {
+  if (channel === "venue") return { announcements: [], schedule: null, changes: [] };
+  return {
+    status: null, delay: 0, session: null, moved_to: null,
+    announcements: [], name: null, sessions: [],
+  };
+}
+
+function alive(a, nowMs) {
+  return a && (a.expires_at === null || a.expires_at === undefined || a.expires_at > nowMs);
+}
+
+// The state after one event, as the server computes it (unknown kinds change nothing).
+export function apply(state, kind, data, ts) {
+  const announcements = (state.announcements || []).filter((a) => alive(a, ts));
+  if (!data || typeof data !== "object") return state;
+  switch (kind) {
+    case "status":
+      return {
+        ...state, announcements, status: data.status, delay: data.delay || 0,
+        session: data.session ?? null, moved_to: data.moved_to ?? null,
+      };
+    case "announce": {
+      const kept = announcements.filter((a) => a.id !== data.id);
+      kept.push(data);
+      return { ...state, announcements: kept.slice(-MAX_ANNOUNCEMENTS) };
+    }
+    case "retract":
+      return { ...state, announcements: announcements.filter((a) => a.id !== data.id) };
+    case "program":
+      if (!Array.isArray(data.sessions)) return state;
+      return { ...state, announcements, name: data.room?.name ?? null, sessions: data.sessions };
+    case "schedule":
+      return {
+        ...state, announcements,
+        schedule: { etag: data.etag, conference: data.conference },
+        changes: [...(state.changes || []), ...(data.changes || [])].slice(-MAX_CHANGES),
+      };
+    default:
+      return state;
+  }
+}
+
+// The session on now and the next one, with the room's delay applied (feed/program.py).
+export function nowAndNext(sessions, nowMs, delayMin) {
+  const shift = (delayMin || 0) * 60_000;
+  const shifted = [];
+  for (const s of sessions || []) {
+    const start = Date.parse(s.start) + shift;
+    const end = Date.parse(s.end) + shift;
+    if (end > nowMs) shifted.push({ ...s, startMs: start, endMs: end, delay: delayMin || 0 });
+  }
+  shifted.sort((a, b) => a.startMs - b.startMs || a.endMs - b.endMs);
+  const now = shifted.find((s) => s.startMs <= nowMs && nowMs < s.endMs) || null;
+  const next = shifted.find((s) => s.startMs >= nowMs && s !== now) || null;
+  return { now, next };
+}
+
+// A text for a reader of `lang`: their language, then English, French, Arabic, then any.
+export function inLanguage(value, lang) {
+  if (value === null || value === undefined) return "";
+  if (typeof value === "string") return value;
+  for (const choice of [lang, lang.split("-")[0], "en", "fr", "ar"]) {
+    if (value[choice]) return value[choice];
+  }
+  return Object.values(value)[0] || "";
+}
+
+export class FeedClient extends EventTarget {
+  constructor(channels, { url } = {}) {
+    super();
+    this.channels = [...new Set(channels)];
+    this.url = url || `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+    this.states = new Map(); // channel -> {epoch, seq, state}
+    this.online = false;
+    this.offlineSince = Date.now();
+    this.clock = { server: Date.now(), local: performance.now(), rate: 1 };
+    this.attempt = 0;
+    this.ws = null;
+    this.pinger = null;
+  }
+
+  // The server's time, which pages show, whatever the device's clock says.
+  now() {
+    return this.clock.server + (performance.now() - this.clock.local) * this.clock.rate;
+  }
+
+  start() {
+    this.connect();
+    addEventListener("online", () => this.retrySoon());
+    return this;
+  }
+
+  connect() {
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch {
+      this.scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => {
+      this.attempt = 0;
+      const since = {};
+      for (const [channel, s] of this.states) since[channel] = { epoch: s.epoch, seq: s.seq };
+      this.send({ type: "subscribe", channels: this.channels, since });
+      this.pinger = setInterval(() => this.send({ type: "ping" }), PING_EVERY_MS);
+    };
+    ws.onmessage = (message) => {
+      let msg;
+      try {
+        msg = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      this.receive(msg);
+    };
+    ws.onclose = (event) => {
+      clearInterval(this.pinger);
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.setOnline(false);
+      // 1003 and 1008 mean this page did something wrong: retrying soon would only repeat it.
+      this.scheduleReconnect(event.code === 1003 || event.code === 1008 ? MAX_BACKOFF_MS : 0);
+    };
+  }
+
+  send(msg) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+  }
+
+  scheduleReconnect(atLeast = 0) {
+    const base = Math.min(MAX_BACKOFF_MS, 500 * 2 ** this.attempt);
+    const delay = Math.min(MAX_BACKOFF_MS, Math.max(atLeast, base * (0.5 + Math.random() / 2)));
+    this.attempt += 1;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  retrySoon() {
+    if (!this.ws) {
+      this.attempt = 0;
+      this.scheduleReconnect();
+    }
+  }
+
+  setOnline(online) {
+    if (online === this.online) return;
+    this.online = online;
+    if (!online) this.offlineSince = Date.now();
+    this.dispatchEvent(new CustomEvent("connection", { detail: { online } }));
+  }
+
+  syncClock(serverTime, rate) {
+    this.clock = { server: serverTime, local: performance.now(), rate: rate ?? this.clock.rate };
+  }
+
+  receive(msg) {
+    switch (msg.type) {
+      case "hello":
+        this.syncClock(msg.server_time, msg.clock_rate);
+        this.setOnline(msg.live !== false);
+        break;
+      case "pong":
+        this.syncClock(msg.server_time);
+        break;
+      case "health":
+        this.setOnline(msg.live);
+        break;
+      case "snapshot":
+        this.states.set(msg.channel, { epoch: msg.epoch, seq: msg.seq, state: msg.state });
+        this.changed(msg.channel, null);
+        break;
+      case "event": {
+        const held = this.states.get(msg.channel);
+        if (!held) return;
+        if (held.epoch !== msg.epoch || msg.seq !== held.seq + 1) {
+          if (held.epoch === msg.epoch && msg.seq <= held.seq) return; // already applied
+          // A gap should never happen; if it does, ask to resume from what we have.
+          this.send({
+            type: "subscribe", channels: [msg.channel],
+            since: { [msg.channel]: { epoch: held.epoch, seq: held.seq } },
+          });
+          return;
+        }
+        held.state = apply(held.state, msg.kind, msg.data, msg.ts);
+        held.seq = msg.seq;
+        this.changed(msg.channel, msg);
+        break;
+      }
+      default:
+        break; // subscribed, unsubscribed, error and types added later
+    }
+  }
+
+  changed(channel, event) {
+    this.dispatchEvent(new CustomEvent("change", { detail: { channel, event } }));
+  }
+
+  state(channel) {
+    return this.states.get(channel)?.state || initialState(channel);
+  }
+
+  // Announcements for these channels that have not expired, emergencies first.
+  announcements(channels) {
+    const now = this.now();
+    const rank = { emergency: 0, important: 1, info: 2 };
+    const seen = new Map();
+    for (const channel of channels) {
+      for (const a of this.state(channel).announcements || []) {
+        if (alive(a, now)) seen.set(a.id, a);
+      }
+    }
+    return [...seen.values()].sort((a, b) => rank[a.priority] - rank[b.priority] || b.ts - a.ts);
+  }
+}
