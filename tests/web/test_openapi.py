@@ -9,6 +9,7 @@ import json
 from importlib import resources
 from typing import Any
 
+from aiohttp import web
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 from feed.settings import Settings
@@ -34,11 +35,14 @@ def _documented(doc: dict[str, Any]) -> set[tuple[str, str]]:
 
 
 def _registered() -> set[tuple[str, str]]:
-    """(method, path template) of every route, without the HEAD aiohttp adds beside each GET."""
+    """(method, path template) of every route, without the HEAD aiohttp adds beside each GET,
+    nor the static files under /static/ (the pages' scripts and styles, not an API)."""
     app = create_app(Settings(), "redis://127.0.0.1:1/0")
     routes: set[tuple[str, str]] = set()
     for route in app.router.routes():
         assert route.resource is not None
+        if isinstance(route.resource, web.StaticResource):
+            continue
         routes.add((route.method, route.resource.canonical))
     return {
         (method, path)

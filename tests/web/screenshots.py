@@ -1,0 +1,88 @@
+"""Screenshots of the pages for docs/screenshots/, from the demo in Debian's Chromium.
+
+    .venv/bin/python -m tests.web.screenshots
+
+Starts `feed demo` with its own embedded Redis in a temporary folder, lets the demo's morning
+begin, then photographs the door screen at desktop and phone sizes, in French, Arabic and
+English, and during an emergency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from playwright.async_api import async_playwright
+
+from feed.embedded import discover, free_port
+from publisher import Publisher
+from tests.conftest import feed_command, get
+
+OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SHOTS = [
+    ("door-fr-desktop.png", "atlas", "fr", 1920, 1080),
+    ("door-ar-desktop.png", "atlas", "ar", 1920, 1080),
+    ("door-en-phone.png", "anfa", "en", 390, 844),
+]
+
+
+async def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as folder:
+        port = free_port()
+        env = {**os.environ, "FEED_DEMO_RATE": "400"}
+        server = subprocess.Popen(
+            feed_command("demo", "--port", str(port)), cwd=folder, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 20
+            while get_status(url + "/api/schedule") != 200:
+                if time.monotonic() > deadline:
+                    sys.exit("the demo did not start")
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(6)  # the demo's clock reaches the opening of the first day
+            async with async_playwright() as p:
+                browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+                for name, room, lang, width, height in SHOTS:
+                    page = await browser.new_page(viewport={"width": width, "height": height})
+                    await page.goto(f"{url}/screen/room/{room}?lang={lang}")
+                    await page.wait_for_timeout(1500)
+                    await page.screenshot(path=OUT / name)
+                redis_url = discover(Path(folder) / "var")
+                assert redis_url is not None
+                async with Publisher(redis_url) as pub:
+                    made = await pub.announce(
+                        {"fr": "Exercice d'évacuation : suivez le personnel vers la sortie est.",
+                         "ar": "تمرين إخلاء: اتبعوا الطاقم نحو المخرج الشرقي.",
+                         "en": "Evacuation drill: follow the staff to the east exit."},
+                        priority="emergency",
+                    )  # fmt: skip
+                    page = await browser.new_page(viewport={"width": 1920, "height": 1080})
+                    await page.goto(f"{url}/screen/room/atlas?lang=fr")
+                    await page.wait_for_timeout(1500)
+                    await page.screenshot(path=OUT / "door-emergency-fr.png")
+                    await pub.retract(made["id"])
+                await browser.close()
+        finally:
+            server.terminate()
+            server.wait(10)
+    print(f"screenshots written to {OUT}")
+
+
+def get_status(url: str) -> int:
+    try:
+        return get(url)[0]
+    except OSError:
+        return 0
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,139 @@
+"""The pages in a real browser: Debian's Chromium driven by Playwright, against a real server."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from feed.embedded import RedisProcess
+from publisher import Publisher
+from tests.conftest import FeedServer
+
+playwright = pytest.importorskip("playwright.async_api")
+expect = playwright.expect
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+EXPO = Path(__file__).resolve().parent / "fixtures" / "expo.json"
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)"
+)
+Servers = Callable[..., FeedServer]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    async with playwright.async_playwright() as p:
+        chromium = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield chromium
+        await chromium.close()
+
+
+async def door(browser: Any, server: FeedServer, room: str, lang: str = "en", **size: int) -> Any:
+    viewport = {"width": size.get("width", 1920), "height": size.get("height", 1080)}
+    page = await browser.new_page(viewport=viewport)
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    await page.goto(f"{server.url}/screen/room/{room}?lang={lang}")
+    await expect(page.locator("body")).to_have_attribute("data-online", "true")
+    return page
+
+
+async def test_a_status_reaches_the_door_screen_within_a_second(
+    redis: RedisProcess, feed_server: Servers, browser: Any
+) -> None:
+    server = feed_server(redis.url)
+    async with Publisher(redis.url) as pub:
+        await pub.import_program(EXPO.read_bytes(), source="expo.json")
+        page = await door(browser, server, "atlas", "fr")
+        assert await page.text_content("#room") == "Atlas"
+        started = time.monotonic()
+        await pub.status("atlas", "delayed", delay=10)
+        await expect(page.locator("#status")).to_have_text("Retard de 10 min", timeout=1000)
+        assert time.monotonic() - started < 1.0
+        assert page.errors == []
+
+
+async def test_announcements_are_text_never_html(
+    redis: RedisProcess, feed_server: Servers, browser: Any
+) -> None:
+    server = feed_server(redis.url)
+    page = await door(browser, server, "atlas")
+    await page.evaluate("window.pwned = false")
+    attack = '<img src=x onerror="window.pwned = true"><script>window.pwned = true</script>'
+    async with Publisher(redis.url) as pub:
+        await pub.announce(attack, rooms=["atlas"], priority="important")
+    item = page.locator("#announcements li")
+    await item.wait_for()
+    assert attack in (await item.text_content() or "")
+    assert await page.locator("#announcements img, #announcements script").count() == 0
+    await page.wait_for_timeout(300)
+    assert await page.evaluate("window.pwned") is False
+    csp = (await page.request.get(server.url + "/screen/room/atlas")).headers[
+        "content-security-policy"
+    ]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+
+
+async def test_offline_keeps_the_state_and_recovers_every_missed_change(
+    redis: RedisProcess, feed_server: Servers, browser: Any
+) -> None:
+    server = feed_server(redis.url)
+    async with Publisher(redis.url) as pub:
+        await pub.status("atlas", "live")
+        page = await door(browser, server, "atlas")
+        await expect(page.locator("#status")).to_have_text("Live")
+        server.stop()
+        await expect(page.locator("body")).to_have_attribute("data-online", "false")
+        assert "Offline since" in (await page.text_content("#connection") or "")
+        assert await page.text_content("#status") == "Live"  # never blank
+        await pub.status("atlas", "full")  # missed while the server is away
+        await pub.announce("Salle pleine", rooms=["atlas"])
+        server.start()
+        await expect(page.locator("body")).to_have_attribute("data-online", "true", timeout=15_000)
+        await expect(page.locator("#status")).to_have_text("Room full")
+        assert await page.locator("#announcements li").text_content() == "Salle pleine"
+
+
+async def test_arabic_lays_the_page_out_right_to_left(
+    redis: RedisProcess, feed_server: Servers, browser: Any
+) -> None:
+    server = feed_server(redis.url)
+    async with Publisher(redis.url) as pub:
+        await pub.import_program(EXPO.read_bytes(), source="expo.json")
+        await pub.status("anfa", "live")
+        await pub.announce({"fr": "Bienvenue", "ar": "مرحبا بكم", "en": "Welcome"})
+    page = await door(browser, server, "anfa", "ar")
+    assert await page.evaluate("document.documentElement.dir") == "rtl"
+    assert await page.evaluate("document.documentElement.lang") == "ar"
+    assert await page.text_content("#status") == "مباشر"
+    await page.locator("#announcements li").wait_for()
+    assert await page.text_content("#announcements li") == "مرحبا بكم"
+    await page.click("nav button[lang=en]")  # switchable, and remembered
+    assert await page.evaluate("document.documentElement.dir") == "ltr"
+    assert await page.text_content("#announcements li") == "Welcome"
+
+
+async def test_an_emergency_takes_over_the_screen_until_it_is_retracted(
+    redis: RedisProcess, feed_server: Servers, browser: Any
+) -> None:
+    server = feed_server(redis.url)
+    page = await door(browser, server, "atlas", "fr")
+    overlay = page.locator("#emergency")
+    assert await overlay.is_hidden()
+    async with Publisher(redis.url) as pub:
+        made = await pub.announce(
+            {"fr": "Évacuez par les sorties est", "en": "Leave by the east exits"},
+            priority="emergency",
+        )
+        await overlay.wait_for(state="visible", timeout=2000)
+        assert await page.text_content(".emergency-text") == "Évacuez par les sorties est"
+        assert await overlay.get_attribute("aria-live") == "assertive"
+        await pub.retract(made["id"])
+        await overlay.wait_for(state="hidden", timeout=2000)
