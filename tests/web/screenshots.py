@@ -37,14 +37,14 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         port = free_port()
         env = {**os.environ, "FEED_DEMO_RATE": "400"}
-        server = subprocess.Popen(
-            feed_command("demo", "--port", str(port)), cwd=folder, env=env,
+        server = await asyncio.create_subprocess_exec(
+            *feed_command("demo", "--port", str(port)), cwd=folder, env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
             url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 20
-            while get_status(url + "/api/schedule") != 200:
+            while await asyncio.to_thread(get_status, url + "/api/schedule") != 200:
                 if time.monotonic() > deadline:
                     sys.exit("the demo did not start")
                 await asyncio.sleep(0.2)
@@ -73,7 +73,7 @@ async def main() -> None:
                 await browser.close()
         finally:
             server.terminate()
-            server.wait(10)
+            await asyncio.wait_for(server.wait(), 10)
     print(f"screenshots written to {OUT}")
 
 
