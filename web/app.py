@@ -55,6 +55,7 @@ def create_app(
     app.router.add_get("/api/channels", channels)
     api.add_routes(app)
     app.router.add_get("/screen/room/{room}", _page("screen-room.html"))
+    app.router.add_get("/screen/hall", _page("screen-hall.html"))
     app.router.add_static("/static/", STATIC)
     app.on_response_prepare.append(_security_headers)
     return app

@@ -26,9 +26,11 @@ from tests.conftest import feed_command, get
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SHOTS = [
-    ("door-fr-desktop.png", "atlas", "fr", 1920, 1080),
-    ("door-ar-desktop.png", "atlas", "ar", 1920, 1080),
-    ("door-en-phone.png", "anfa", "en", 390, 844),
+    ("door-fr-desktop.png", "/screen/room/atlas", "fr", 1920, 1080),
+    ("door-ar-desktop.png", "/screen/room/atlas", "ar", 1920, 1080),
+    ("door-en-phone.png", "/screen/room/anfa", "en", 390, 844),
+    ("hall-fr-desktop.png", "/screen/hall", "fr", 1920, 1080),
+    ("hall-ar-desktop.png", "/screen/hall", "ar", 1920, 1080),
 ]
 
 
@@ -51,9 +53,9 @@ async def main() -> None:
             await asyncio.sleep(6)  # the demo's clock reaches the opening of the first day
             async with async_playwright() as p:
                 browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
-                for name, room, lang, width, height in SHOTS:
+                for name, path, lang, width, height in SHOTS:
                     page = await browser.new_page(viewport={"width": width, "height": height})
-                    await page.goto(f"{url}/screen/room/{room}?lang={lang}")
+                    await page.goto(f"{url}{path}?lang={lang}")
                     await page.wait_for_timeout(1500)
                     await page.screenshot(path=OUT / name)
                 redis_url = discover(Path(folder) / "var")

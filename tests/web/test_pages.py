@@ -137,3 +137,20 @@ async def test_an_emergency_takes_over_the_screen_until_it_is_retracted(
         assert await overlay.get_attribute("aria-live") == "assertive"
         await pub.retract(made["id"])
         await overlay.wait_for(state="hidden", timeout=2000)
+
+
+async def test_the_hall_shows_every_room_and_their_changes(
+    redis: RedisProcess, feed_server: Servers, browser: Any
+) -> None:
+    server = feed_server(redis.url)
+    async with Publisher(redis.url) as pub:
+        await pub.import_program(EXPO.read_bytes(), source="expo.json")
+        page = await browser.new_page(viewport={"width": 1920, "height": 1080})
+        await page.goto(f"{server.url}/screen/hall?lang=en")
+        await expect(page.locator("body")).to_have_attribute("data-online", "true")
+        await expect(page.locator("#conference")).to_have_text("Smart City Expo Casablanca 2019")
+        await expect(page.locator("article.card")).to_have_count(2)
+        await pub.status("anfa", "full")
+        await expect(page.locator("[data-room=anfa] .badge")).to_have_text("Room full")
+        await pub.announce("Café au Jardin")
+        await expect(page.locator("#announcements li")).to_have_text("Café au Jardin")

@@ -1,0 +1,114 @@
+// Rendering helpers shared by the pages. Every text from operators, moderators or the imported
+// program goes through textContent: it is shown, never parsed as HTML.
+import { inLanguage } from "/static/feed-client.js";
+import { LANGUAGES, setLanguage, t } from "/static/i18n.js";
+
+export const $ = (id) => document.getElementById(id);
+
+export function el(tag, text, attrs = {}) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = text;
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  return node;
+}
+
+// Names in another script keep their own direction inside the page's.
+export function bdi(text) {
+  return el("bdi", text);
+}
+
+// Times stay left to right inside Arabic text (U+2066 LEFT-TO-RIGHT ISOLATE ... U+2069).
+export function ltr(text) {
+  return `\u2066${text}\u2069`;
+}
+
+export function clockText(feed, lang, ms) {
+  const zone = feed.state("venue").schedule?.conference?.timezone || "UTC";
+  return new Intl.DateTimeFormat(lang === "ar" ? "ar-MA" : lang, {
+    hour: "2-digit", minute: "2-digit", timeZone: zone, hour12: false,
+  }).format(new Date(ms));
+}
+
+export function trackColour(name) {
+  let hash = 0;
+  for (const ch of name) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+  return `hsl(${hash % 360} 70% 60%)`;
+}
+
+export function sessionTitle(session, lang) {
+  const titles = session.titles && Object.keys(session.titles).length ? session.titles : null;
+  return inLanguage(titles || session.title, lang);
+}
+
+export function sessionBlock(session, lang, whenText) {
+  const box = el("div");
+  const title = el("p", null, { class: "title" });
+  title.append(bdi(sessionTitle(session, lang)));
+  box.append(title);
+  const meta = el("p", null, { class: "meta" });
+  if (session.speakers?.length) meta.append(bdi(session.speakers.join(", ")));
+  if (session.track) {
+    const track = el("span", null, { class: "track" });
+    track.style.setProperty("--track", trackColour(session.track));
+    track.append(bdi(session.track));
+    meta.append(track);
+  }
+  if (session.language) meta.append(el("span", session.language, { class: "lang" }));
+  if (whenText) meta.append(el("span", whenText, { class: "when" }));
+  box.append(meta);
+  return box;
+}
+
+export function statusText(state, lang) {
+  if (!state.status) return "";
+  return t(lang, `status_${state.status}`, { n: state.delay || 0, room: state.moved_to || "" });
+}
+
+export function badge(node, state, lang) {
+  node.textContent = statusText(state, lang);
+  node.hidden = !state.status;
+  if (state.status) node.dataset.status = state.status;
+}
+
+// The language buttons; `changed(lang)` re-renders the page.
+export function languageButtons(container, current, changed) {
+  container.replaceChildren(...Object.entries(LANGUAGES).map(([code, name]) => {
+    const button = el("button", name, {
+      type: "button", lang: code, "aria-pressed": String(code === current),
+    });
+    button.addEventListener("click", () => {
+      setLanguage(code);
+      languageButtons(container, code, changed);
+      changed(code);
+    });
+    return button;
+  }));
+}
+
+// The offline banner, and the emergency that takes over the whole screen.
+export function connectionBanner(node, feed, lang) {
+  node.hidden = feed.online;
+  if (!feed.online) {
+    const since = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit" })
+      .format(new Date(feed.offlineSince));
+    node.textContent = t(lang, feed.ws ? "paused" : "offline", { t: since });
+  }
+  document.body.dataset.online = String(feed.online);
+}
+
+export function emergencyOverlay(node, emergency, lang) {
+  node.hidden = !emergency;
+  if (emergency) {
+    node.querySelector(".emergency-label").textContent = t(lang, "emergency");
+    node.querySelector(".emergency-text").textContent = inLanguage(emergency.text, lang);
+  }
+}
+
+export function announcementItems(notes, lang) {
+  return notes.map((a) => {
+    const item = el("li", null, { "data-priority": a.priority });
+    if (a.priority === "important") item.append(el("span", "!", { class: "priority" }));
+    item.append(bdi(inLanguage(a.text, lang)));
+    return item;
+  });
+}
