@@ -35,6 +35,7 @@ _OPENAPI = resources.files("web").joinpath("openapi.json").read_bytes()
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/openapi.json", openapi)
     app.router.add_get("/api/schedule", get_schedule)
+    app.router.add_get("/api/me", get_me)
     app.router.add_post("/api/schedule", post_schedule)
     app.router.add_post("/api/rooms/{room}/status", post_status)
     app.router.add_post("/api/announcements", post_announcement)
@@ -161,6 +162,13 @@ def _room_in(known: set[str] | None, room: object, field: str) -> str:
 
 
 # ---- endpoints ------------------------------------------------------------------------------
+
+
+async def get_me(request: web.Request) -> web.Response:
+    """What the presented token may do: the console signs in with it."""
+    token = await _caller(request)
+    return _json({"id": token.id, "role": token.role.value, "rooms": list(token.rooms),
+                  "name": token.name})  # fmt: skip
 
 
 async def post_status(request: web.Request) -> web.Response:

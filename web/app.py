@@ -56,6 +56,7 @@ def create_app(
     api.add_routes(app)
     app.router.add_get("/screen/room/{room}", _page("screen-room.html"))
     app.router.add_get("/screen/hall", _page("screen-hall.html"))
+    app.router.add_get("/console", _page("console.html"))
     app.router.add_static("/static/", STATIC)
     app.on_response_prepare.append(_security_headers)
     return app

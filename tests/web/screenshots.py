@@ -19,8 +19,9 @@ from pathlib import Path
 
 from playwright.async_api import async_playwright
 
+from feed.bus import Bus
 from feed.embedded import discover, free_port
-from publisher import Publisher
+from publisher import Publisher, tokens
 from tests.conftest import feed_command, get
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -72,6 +73,19 @@ async def main() -> None:
                     await page.wait_for_timeout(1500)
                     await page.screenshot(path=OUT / "door-emergency-fr.png")
                     await pub.retract(made["id"])
+                bus = Bus(redis_url)
+                secret, _ = await tokens.create(bus, "moderator", [], "Régie")
+                await bus.aclose()
+                page = await browser.new_page(viewport={"width": 1280, "height": 900})
+                await page.goto(f"{url}/console?lang=fr")
+                await page.fill("#token", secret)
+                await page.click("#signin-button")
+                await page.fill("textarea[name=fr]", "Le déjeuner est servi au Jardin.")
+                await page.fill("textarea[name=ar]", "الغداء يقدم في الحديقة.")
+                await page.fill("textarea[name=en]", "Lunch is served in the Garden.")
+                await page.click("[data-room=anfa] button[data-status=plus5]")
+                await page.wait_for_timeout(1500)
+                await page.screenshot(path=OUT / "console-moderator-fr.png", full_page=True)
                 await browser.close()
         finally:
             server.terminate()

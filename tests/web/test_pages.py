@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable
@@ -10,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from feed.bus import Bus
 from feed.embedded import RedisProcess
-from publisher import Publisher
+from publisher import Publisher, tokens
 from tests.conftest import FeedServer
 
 playwright = pytest.importorskip("playwright.async_api")
@@ -154,3 +156,40 @@ async def test_the_hall_shows_every_room_and_their_changes(
         await expect(page.locator("[data-room=anfa] .badge")).to_have_text("Room full")
         await pub.announce("Café au Jardin")
         await expect(page.locator("#announcements li")).to_have_text("Café au Jardin")
+
+
+async def test_the_console_buttons_change_what_the_screens_show(
+    redis: RedisProcess, feed_server: Servers, browser: Any
+) -> None:
+    server = feed_server(redis.url)
+    bus = Bus(redis.url)
+    operator, _ = await tokens.create(bus, "operator", ["atlas"], "Atlas door")
+    moderator, _ = await tokens.create(bus, "moderator", [], "Régie")
+    await bus.aclose()
+    async with Publisher(redis.url) as pub:
+        await pub.import_program(EXPO.read_bytes(), source="expo.json")
+    screen = await door(browser, server, "atlas", "en")
+    console = await browser.new_page(viewport={"width": 900, "height": 1000})
+    await console.goto(f"{server.url}/console?lang=en")
+    await console.fill("#token", operator)
+    await console.click("#signin-button")
+    room = console.locator("[data-room=atlas]")
+    await expect(console.locator("[data-room]")).to_have_count(1)  # only the operator's room
+    await expect(console.locator("#announce-panel")).to_be_hidden()
+    await room.locator("button[data-status=plus10]").click()
+    await expect(room.locator(".result")).to_have_text(re.compile(r"On the screens \(#\d+\)"))
+    await expect(screen.locator("#status")).to_have_text("Running late by 10 min")
+    await room.locator("button[data-status=full]").click()
+    await expect(screen.locator("#status")).to_have_text("Room full")
+
+    await console.click("#who button")  # sign out, then in as the moderator
+    await console.fill("#token", moderator)
+    await console.click("#signin-button")
+    await console.fill("textarea[name=fr]", "Bienvenue")
+    await console.fill("textarea[name=en]", "Welcome <b>all</b>")
+    await expect(console.locator("#preview li")).to_have_count(2)
+    await console.click("#announce button[type=submit]")
+    await expect(console.locator("#announce-result")).to_have_text("On the screens")
+    await expect(screen.locator("#announcements li")).to_have_text("Welcome <b>all</b>")
+    await console.locator("#current li button").click()
+    await expect(screen.locator("#announcements li")).to_have_count(0)

@@ -1,0 +1,282 @@
+// The operators' and moderators' console: /console. Signs in with a token (kept on this device);
+// an operator changes its rooms' status with one tap, a moderator writes announcements in
+// French, Arabic and English. Each action says whether it reached the feed, or why not: "sent"
+// when the API accepted it, "on screens" when the same change came back through the feed.
+import { FeedClient, inLanguage } from "/static/feed-client.js";
+import { chooseLanguage, setLanguage, t as base } from "/static/i18n.js";
+import { $, badge, bdi, connectionBanner, el, languageButtons } from "/static/ui.js";
+
+const TEXT = {
+  en: {
+    title: "Console", token: "Your token", sign_in: "Sign in", sign_out: "Sign out",
+    rooms: "Rooms", announce: "Announcements", text_fr: "Text in French",
+    text_ar: "Text in Arabic", text_en: "Text in English", audience: "Audience",
+    everyone: "Everyone", priority: "Priority", priority_info: "Information",
+    priority_important: "Important", priority_emergency: "Emergency (until retracted)",
+    expiry: "Leaves the screens after (minutes, optional)", preview: "Preview",
+    send: "Send", current: "On the screens now", retract: "Retract", sending: "Sending…",
+    sent: "Sent (#{seq}), waiting for the feed…", on_screens: "On the screens (#{seq})",
+    sent_plain: "Sent, waiting for the feed…", on_screens_plain: "On the screens",
+    failed: "Not sent: {why}", no_text: "Write the text in at least one language",
+    plus5: "+5 min", plus10: "+10 min",
+  },
+  fr: {
+    title: "Console", token: "Votre jeton", sign_in: "Se connecter", sign_out: "Se déconnecter",
+    rooms: "Salles", announce: "Annonces", text_fr: "Texte en français",
+    text_ar: "Texte en arabe", text_en: "Texte en anglais", audience: "Public",
+    everyone: "Tout le monde", priority: "Priorité", priority_info: "Information",
+    priority_important: "Important", priority_emergency: "Urgence (jusqu'au retrait)",
+    expiry: "Disparaît des écrans après (minutes, facultatif)", preview: "Aperçu",
+    send: "Envoyer", current: "Sur les écrans", retract: "Retirer", sending: "Envoi…",
+    sent: "Envoyé (n° {seq}), en attente du flux…", on_screens: "Sur les écrans (n° {seq})",
+    sent_plain: "Envoyé, en attente du flux…", on_screens_plain: "Sur les écrans",
+    failed: "Non envoyé : {why}", no_text: "Écrivez le texte dans au moins une langue",
+    plus5: "+5 min", plus10: "+10 min",
+  },
+  ar: {
+    title: "لوحة التحكم", token: "رمز الدخول", sign_in: "دخول", sign_out: "خروج",
+    rooms: "القاعات", announce: "الإعلانات", text_fr: "النص بالفرنسية",
+    text_ar: "النص بالعربية", text_en: "النص بالإنجليزية", audience: "الجمهور",
+    everyone: "الجميع", priority: "الأولوية", priority_info: "معلومة",
+    priority_important: "مهم", priority_emergency: "طوارئ (حتى السحب)",
+    expiry: "يختفي من الشاشات بعد (دقائق، اختياري)", preview: "معاينة",
+    send: "إرسال", current: "على الشاشات الآن", retract: "سحب", sending: "جار الإرسال…",
+    sent: "أرسل (رقم {seq})، في انتظار البث…", on_screens: "على الشاشات (رقم {seq})",
+    sent_plain: "أرسل، في انتظار البث…", on_screens_plain: "على الشاشات",
+    failed: "لم يرسل: {why}", no_text: "اكتب النص بلغة واحدة على الأقل",
+    plus5: "+5 د", plus10: "+10 د",
+  },
+};
+const ACTIONS = [
+  ["starting", {}], ["live", {}], ["plus5", { delayed: 5 }], ["plus10", { delayed: 10 }],
+  ["full", {}], ["ended", {}], ["cancelled", {}],
+];
+
+let lang = chooseLanguage();
+let me = null;
+let rooms = [];
+let feed = null;
+const waiting = new Map(); // result element -> a test that the change is on the screens
+
+function tr(key, values = {}) {
+  const text = TEXT[lang]?.[key] ?? TEXT.en[key];
+  if (text === undefined) return base(lang, key, values);
+  return text.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+}
+
+function token() {
+  return localStorage.getItem("feed-token") || "";
+}
+
+async function api(method, path, body) {
+  const headers = { Authorization: `Bearer ${token()}` };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    headers["Idempotency-Key"] = crypto.randomUUID(); // a retried tap changes nothing twice
+  }
+  let answer;
+  try {
+    answer = await fetch(path, { method, headers, body: body && JSON.stringify(body) });
+  } catch {
+    throw new Error(base(lang, "offline", { t: "" }).split(":")[0]);
+  }
+  const data = answer.status === 204 ? {} : await answer.json().catch(() => ({}));
+  if (!answer.ok) throw new Error(data.error?.message || `${answer.status}`);
+  return data;
+}
+
+function report(node, state, key, values) {
+  node.dataset.state = state;
+  node.textContent = tr(key, values);
+}
+
+// Run an action; `onScreens(done)` gives the test that tells when the feed shows its change.
+async function act(result, send, onScreens) {
+  report(result, "sending", "sending");
+  try {
+    const done = await send();
+    report(result, "sent", done.seq === undefined ? "sent_plain" : "sent", { seq: done.seq });
+    waiting.set(result, { test: onScreens(done), label: done.seq });
+    settle();
+  } catch (error) {
+    report(result, "failed", "failed", { why: error.message });
+  }
+}
+
+function settle() {
+  for (const [result, { test, label }] of waiting) {
+    if (feed && test()) {
+      waiting.delete(result);
+      report(result, "done", label === undefined ? "on_screens_plain" : "on_screens", { seq: label });
+    }
+  }
+}
+
+function shows(channel, id) {
+  return (feed.state(channel).announcements || []).some((a) => a.id === id);
+}
+
+function roomPanel(room) {
+  const channel = `room:${room.id}`;
+  const box = el("div", null, { class: "room", "data-room": room.id });
+  const heading = el("h3");
+  heading.append(bdi(room.name));
+  const status = el("span", null, { class: "badge" });
+  heading.append(status);
+  const buttons = el("div", null, { class: "actions" });
+  const result = el("p", null, { class: "result", role: "status" });
+  for (const [key, special] of ACTIONS) {
+    const button = el("button", key.startsWith("plus") ? tr(key) : base(lang, `status_${key}`,
+      { n: 0, room: "" }), { type: "button", "data-status": key });
+    button.addEventListener("click", () => {
+      const state = feed.state(channel);
+      const body = special.delayed
+        ? { status: "delayed", delay_min: Math.min(1440, (state.delay || 0) + special.delayed) }
+        : { status: key, delay_min: key === "ended" || key === "cancelled" ? 0 : state.delay || 0 };
+      act(result, () => api("POST", `/api/rooms/${encodeURIComponent(room.id)}/status`, body),
+        (done) => () => (feed.states.get(done.channel)?.seq ?? -1) >= done.seq);
+    });
+    buttons.append(button);
+  }
+  box.append(heading, buttons, result);
+  box.render = () => badge(status, feed.state(channel), lang);
+  return box;
+}
+
+function announcementText(form) {
+  const text = {};
+  for (const code of ["fr", "ar", "en"]) {
+    const value = form.elements[code].value.trim();
+    if (value) text[code] = value;
+  }
+  return text;
+}
+
+function renderPreview() {
+  const form = $("announce");
+  const text = announcementText(form);
+  $("preview").replaceChildren(...Object.entries(text).map(([code, value]) => {
+    const item = el("li", null, { lang: code, dir: code === "ar" ? "rtl" : "ltr" });
+    item.append(bdi(value));
+    return item;
+  }));
+}
+
+function renderCurrent() {
+  const channels = ["venue", ...rooms.map((r) => `room:${r.id}`)];
+  $("current").replaceChildren(...feed.announcements(channels).map((a) => {
+    const item = el("li", null, { "data-priority": a.priority });
+    item.append(bdi(inLanguage(a.text, lang)));
+    const button = el("button", tr("retract"), { type: "button" });
+    const result = el("span", null, { class: "result" });
+    button.addEventListener("click", () => act(result,
+      () => api("DELETE", `/api/announcements/${encodeURIComponent(a.id)}`),
+      (done) => () => done.channels.every((channel) => !shows(channel, done.id))));
+    item.append(button, result);
+    return item;
+  }));
+}
+
+function renderTexts() {
+  document.title = tr("title");
+  $("title").textContent = tr("title");
+  $("token-label").textContent = tr("token");
+  $("signin-button").textContent = tr("sign_in");
+  $("rooms-title").textContent = tr("rooms");
+  $("announce-title").textContent = tr("announce");
+  for (const node of document.querySelectorAll("[data-text]")) {
+    node.textContent = tr(node.dataset.text);
+  }
+}
+
+function render() {
+  if (!feed) return;
+  for (const box of $("rooms").children) box.render();
+  if (me.role !== "operator") renderCurrent();
+  connectionBanner($("connection"), feed, lang);
+  settle();
+}
+
+async function signIn() {
+  if (!token()) {
+    $("signin").hidden = false;
+    return;
+  }
+  try {
+    me = await api("GET", "/api/me");
+  } catch (error) {
+    $("signin").hidden = false;
+    $("work").hidden = true;
+    $("signin-error").textContent = token() ? error.message : "";
+    return;
+  }
+  $("signin").hidden = true;
+  $("work").hidden = false;
+  const signOut = el("button", tr("sign_out"), { type: "button" });
+  signOut.addEventListener("click", () => { localStorage.removeItem("feed-token"); location.reload(); });
+  $("who").replaceChildren(bdi(`${me.name || me.id} · ${me.role}`), " ", signOut);
+  const program = await fetch("/api/schedule").then((a) => (a.ok ? a.json() : { rooms: [] }));
+  const known = program.rooms.length ? program.rooms : me.rooms.map((id) => ({ id, name: id }));
+  rooms = me.role === "operator" ? known.filter((r) => me.rooms.includes(r.id)) : known;
+  $("rooms").replaceChildren(...rooms.map(roomPanel));
+  if (me.role !== "operator") {
+    $("announce-panel").hidden = false;
+    const everyone = el("label");
+    const all = el("input", null, { type: "checkbox", name: "everyone", checked: "" });
+    everyone.append(all, tr("everyone"));
+    $("audience").replaceChildren(everyone, ...rooms.map((r) => {
+      const label = el("label");
+      label.append(el("input", null, { type: "checkbox", name: "room", value: r.id }), bdi(r.name));
+      return label;
+    }));
+  }
+  feed = new FeedClient(["venue", ...rooms.map((r) => `room:${r.id}`)]);
+  feed.addEventListener("change", render);
+  feed.addEventListener("connection", render);
+  feed.start();
+  render();
+}
+
+function setup() {
+  setLanguage(lang);
+  renderTexts();
+  languageButtons($("languages"), lang, (chosen) => {
+    lang = chosen;
+    renderTexts();
+    if (me) {
+      $("rooms").replaceChildren(...rooms.map(roomPanel));
+      render();
+    }
+  });
+  $("signin").addEventListener("submit", (event) => {
+    event.preventDefault();
+    localStorage.setItem("feed-token", $("token").value.trim());
+    signIn();
+  });
+  const form = $("announce");
+  form.addEventListener("input", renderPreview);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = announcementText(form);
+    const result = $("announce-result");
+    if (!Object.keys(text).length) {
+      report(result, "failed", "failed", { why: tr("no_text") });
+      return;
+    }
+    const chosen = [...form.querySelectorAll("input[name=room]:checked")].map((i) => i.value);
+    const everyone = form.elements.everyone.checked || !chosen.length;
+    const minutes = Number(form.elements.expires.value);
+    const body = { text, rooms: everyone ? [] : chosen, priority: form.elements.priority.value };
+    if (minutes > 0 && body.priority !== "emergency") {
+      body.expires_at = new Date(feed.now() + minutes * 60_000).toISOString();
+    }
+    const channels = body.rooms.length ? body.rooms.map((r) => `room:${r}`) : ["venue"];
+    act(result, () => api("POST", "/api/announcements", body),
+      (done) => () => channels.every((channel) => shows(channel, done.id)))
+      .then(() => { if (result.dataset.state !== "failed") form.reset(); renderPreview(); });
+  });
+  signIn();
+}
+
+setup();
+setInterval(render, 1000);
