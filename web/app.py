@@ -57,6 +57,10 @@ def create_app(
     app.router.add_get("/screen/room/{room}", _page("screen-room.html"))
     app.router.add_get("/screen/hall", _page("screen-hall.html"))
     app.router.add_get("/console", _page("console.html"))
+    app.router.add_get("/", _page("index.html"))
+    # At the root, so the service worker may serve the attendees' page offline.
+    app.router.add_get("/sw.js", _page("sw.js"))
+    app.router.add_get("/manifest.webmanifest", _page("manifest.webmanifest"))
     app.router.add_static("/static/", STATIC)
     app.on_response_prepare.append(_security_headers)
     return app

@@ -32,6 +32,8 @@ SHOTS = [
     ("door-en-phone.png", "/screen/room/anfa", "en", 390, 844),
     ("hall-fr-desktop.png", "/screen/hall", "fr", 1920, 1080),
     ("hall-ar-desktop.png", "/screen/hall", "ar", 1920, 1080),
+    ("phone-fr.png", "/", "fr", 390, 844),
+    ("phone-ar.png", "/", "ar", 390, 844),
 ]
 
 

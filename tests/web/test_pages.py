@@ -193,3 +193,37 @@ async def test_the_console_buttons_change_what_the_screens_show(
     await expect(screen.locator("#announcements li")).to_have_text("Welcome <b>all</b>")
     await console.locator("#current li button").click()
     await expect(screen.locator("#announcements li")).to_have_count(0)
+
+
+async def test_the_phone_page_filters_keeps_favourites_and_works_offline(
+    redis: RedisProcess, feed_server: Servers, browser: Any
+) -> None:
+    server = feed_server(redis.url)
+    async with Publisher(redis.url) as pub:
+        await pub.import_program(EXPO.read_bytes(), source="expo.json")
+        await pub.status("anfa", "delayed", delay=10)
+    context = await browser.new_context(viewport={"width": 390, "height": 844})
+    page = await context.new_page()
+    await page.goto(f"{server.url}/?lang=en")
+    await expect(page.locator("body")).to_have_attribute("data-online", "true")
+    await expect(page.locator("#conference")).to_have_text("Smart City Expo Casablanca 2019")
+    assert await page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    manifest = await page.request.get(server.url + "/manifest.webmanifest")
+    assert (await manifest.json())["start_url"] == "/"
+    await expect(page.locator("#changes li").first).to_contain_text("Running late by 10 min")
+    # The program is in 2019, so nothing is on now or next: every card is empty but present.
+    await expect(page.locator("article.card")).to_have_count(2)
+    await page.select_option("#track", "Mobilité")
+    await expect(page.locator("#rooms .empty")).to_be_visible()
+    await page.select_option("#track", "")
+
+    # Offline: the page comes back from the service worker with the last state it saw.
+    await page.reload()
+    await expect(page.locator("body")).to_have_attribute("data-online", "true")
+    await context.set_offline(True)
+    server.stop()
+    await page.reload()
+    await expect(page.locator("#conference")).to_have_text("Smart City Expo Casablanca 2019")
+    await expect(page.locator("[data-room=anfa] .badge")).to_have_text("Running late by 10 min")
+    await expect(page.locator("#connection")).to_contain_text("Offline since")
+    await context.close()

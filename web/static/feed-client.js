@@ -77,11 +77,22 @@ export function inLanguage(value, lang) {
 }
 
 export class FeedClient extends EventTarget {
-  constructor(channels, { url } = {}) {
+  // `persist` names a localStorage entry that keeps the last state across reloads: the page
+  // shows it at once, even offline, and resumes from it instead of starting over.
+  constructor(channels, { url, persist } = {}) {
     super();
     this.channels = [...new Set(channels)];
     this.url = url || `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
     this.states = new Map(); // channel -> {epoch, seq, state}
+    this.persist = persist;
+    if (persist) {
+      try {
+        const saved = JSON.parse(localStorage.getItem(persist) || "{}");
+        for (const channel of this.channels) if (saved[channel]) this.states.set(channel, saved[channel]);
+      } catch {
+        localStorage.removeItem(persist);
+      }
+    }
     this.online = false;
     this.offlineSince = Date.now();
     this.clock = { server: Date.now(), local: performance.now(), rate: 1 };
@@ -98,6 +109,7 @@ export class FeedClient extends EventTarget {
   start() {
     this.connect();
     addEventListener("online", () => this.retrySoon());
+    if (this.persist) addEventListener("pagehide", () => this.save());
     return this;
   }
 
@@ -206,6 +218,17 @@ export class FeedClient extends EventTarget {
 
   changed(channel, event) {
     this.dispatchEvent(new CustomEvent("change", { detail: { channel, event } }));
+    if (this.persist && !this.saving) this.saving = setTimeout(() => this.save(), 500);
+  }
+
+  save() {
+    clearTimeout(this.saving);
+    this.saving = null;
+    try {
+      localStorage.setItem(this.persist, JSON.stringify(Object.fromEntries(this.states)));
+    } catch {
+      // Storage full or refused: the page still works, it just starts empty next time.
+    }
   }
 
   state(channel) {

@@ -1,0 +1,198 @@
+// The attendees' page for phones: /. Every room's now and next, live; filters by track and
+// language; favourite sessions kept on the phone (no account); the announcements; what changed
+// (delays, moves, cancellations). Works offline with the last state it saw.
+import { FeedClient, inLanguage, nowAndNext } from "/static/feed-client.js";
+import { chooseLanguage, setLanguage, t as base } from "/static/i18n.js";
+import {
+  $, announcementItems, badge, bdi, clockText, connectionBanner, el, emergencyOverlay,
+  languageButtons, ltr, sessionTitle, trackColour,
+} from "/static/ui.js";
+
+const TEXT = {
+  en: { all_tracks: "All tracks", all_languages: "All languages", track: "Track",
+    language: "Language", favourites: "My favourites only", changes: "What changed",
+    favourite: "Favourite", new: "New", cancelled: "Cancelled", moved: "Moved",
+    retimed: "New time", retitled: "New title", nothing: "Nothing to show" },
+  fr: { all_tracks: "Tous les thèmes", all_languages: "Toutes les langues", track: "Thème",
+    language: "Langue", favourites: "Mes favoris seulement", changes: "Ce qui a changé",
+    favourite: "Favori", new: "Nouveau", cancelled: "Annulé", moved: "Déplacé",
+    retimed: "Nouvel horaire", retitled: "Nouveau titre", nothing: "Rien à afficher" },
+  ar: { all_tracks: "كل المحاور", all_languages: "كل اللغات", track: "المحور",
+    language: "اللغة", favourites: "المفضلة فقط", changes: "ما الذي تغير",
+    favourite: "مفضلة", new: "جديد", cancelled: "ألغي", moved: "نقل",
+    retimed: "موعد جديد", retitled: "عنوان جديد", nothing: "لا شيء للعرض" },
+};
+
+let lang = chooseLanguage();
+let feed = null;
+let program = { conference: null, rooms: [], sessions: [] };
+const favourites = new Set(JSON.parse(localStorage.getItem("feed-favourites") || "[]"));
+
+function tr(key, values = {}) {
+  return TEXT[lang]?.[key] ?? TEXT.en[key] ?? base(lang, key, values);
+}
+
+function minutes(ms) {
+  return Math.max(0, Math.ceil(ms / 60_000));
+}
+
+function star(session) {
+  const on = favourites.has(session.id);
+  const button = el("button", on ? "★" : "☆", {
+    type: "button", class: "star", "aria-pressed": String(on), "aria-label": tr("favourite"),
+    "data-session": session.id,
+  });
+  button.addEventListener("click", () => {
+    if (favourites.has(session.id)) favourites.delete(session.id);
+    else favourites.add(session.id);
+    localStorage.setItem("feed-favourites", JSON.stringify([...favourites]));
+    render();
+  });
+  return button;
+}
+
+function wanted(session) {
+  const track = $("track").value;
+  const language = $("language").value;
+  if (track && session.track !== track) return false;
+  if (language && session.language !== language) return false;
+  if ($("favourites-only").checked && !favourites.has(session.id)) return false;
+  return true;
+}
+
+function sessionRow(session, label, whenText) {
+  const row = el("div", null, { class: "session" });
+  row.append(star(session));
+  const text = el("div");
+  text.append(el("p", label, { class: "label" }));
+  const title = el("p", null, { class: "title" });
+  title.append(bdi(sessionTitle(session, lang)));
+  const meta = el("p", null, { class: "meta" });
+  if (session.speakers?.length) meta.append(bdi(session.speakers.join(", ")));
+  if (session.track) {
+    const track = el("span", null, { class: "track" });
+    track.style.setProperty("--track", trackColour(session.track));
+    track.append(bdi(session.track));
+    meta.append(track);
+  }
+  meta.append(el("span", whenText, { class: "when" }));
+  text.append(title, meta);
+  row.append(text);
+  return row;
+}
+
+function roomCard(room, now) {
+  const state = feed.state(`room:${room.id}`);
+  const time = (ms) => clockText(feed, lang, ms);
+  const { now: current, next } = nowAndNext(state.sessions, now, state.delay);
+  const shown = [current, next].filter((s) => s && wanted(s));
+  const filtering = $("track").value || $("language").value || $("favourites-only").checked;
+  if (filtering && !shown.length) return null;
+  const card = el("article", null, { class: "card", "data-room": room.id });
+  const heading = el("h2");
+  heading.append(bdi(state.name || room.name));
+  const status = el("span", null, { class: "badge" });
+  badge(status, state, lang);
+  heading.append(status);
+  card.append(heading);
+  if (current && wanted(current)) {
+    card.append(sessionRow(current, base(lang, "now"),
+      base(lang, "left_min", { n: minutes(current.endMs - now) })));
+  }
+  if (next && wanted(next)) {
+    card.append(sessionRow(next, base(lang, "next"),
+      `${ltr(time(next.startMs))} · ${base(lang, "in_min", { n: minutes(next.startMs - now) })}`));
+  }
+  return card;
+}
+
+function changeItems() {
+  const items = [];
+  for (const room of program.rooms) {
+    const state = feed.state(`room:${room.id}`);
+    if (["delayed", "cancelled", "moved"].includes(state.status)) {
+      const item = el("li");
+      item.append(el("span", base(lang, `status_${state.status}`,
+        { n: state.delay || 0, room: state.moved_to || "" }), { class: "kind" }), bdi(room.name));
+      items.push(item);
+    }
+  }
+  for (const change of [...(feed.state("venue").changes || [])].reverse()) {
+    const item = el("li");
+    item.append(el("span", tr(change.kind), { class: "kind" }), bdi(change.title));
+    items.push(item);
+  }
+  return items.length ? items : [el("li", tr("nothing"), { class: "empty" })];
+}
+
+function options(select, values, allLabel) {
+  const chosen = select.value;
+  select.replaceChildren(el("option", allLabel, { value: "" }),
+    ...values.map((v) => el("option", v, { value: v })));
+  select.value = values.includes(chosen) ? chosen : "";
+}
+
+function render() {
+  if (!feed) return;
+  const now = feed.now();
+  document.title = program.conference?.title || document.title;
+  $("conference").replaceChildren(bdi(program.conference?.title || location.host));
+  $("clock").textContent = clockText(feed, lang, now);
+  $("track-label").textContent = tr("track");
+  $("language-label").textContent = tr("language");
+  $("favourites-label").textContent = tr("favourites");
+  const cards = program.rooms.map((room) => roomCard(room, now)).filter(Boolean);
+  $("rooms").replaceChildren(...(cards.length ? cards : [el("p", tr("nothing"), { class: "empty" })]));
+  const notes = feed.announcements(["venue"]);
+  const emergency = feed.announcements(["venue", ...program.rooms.map((r) => `room:${r.id}`)])
+    .find((a) => a.priority === "emergency");
+  $("announcements-label").textContent = base(lang, "announcements");
+  const shown = notes.filter((a) => a.priority !== "emergency");
+  $("announcements").replaceChildren(...announcementItems(shown, lang));
+  $("announcements").parentElement.hidden = !shown.length;
+  $("changes-label").textContent = tr("changes");
+  $("changes").replaceChildren(...changeItems());
+  emergencyOverlay($("emergency"), emergency, lang);
+  connectionBanner($("connection"), feed, lang);
+}
+
+async function loadProgram() {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      const answer = await fetch("/api/schedule");
+      if (answer.ok) return await answer.json();
+      if (answer.status === 404) return { conference: null, rooms: [], sessions: [] };
+    } catch {
+      // offline and nothing cached yet: try again
+    }
+    await new Promise((done) => setTimeout(done, Math.min(10_000, 500 * 2 ** attempt)));
+  }
+}
+
+async function start() {
+  setLanguage(lang);
+  languageButtons($("languages"), lang, (chosen) => {
+    lang = chosen;
+    filters();
+    render();
+  });
+  if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
+  program = await loadProgram();
+  filters();
+  feed = new FeedClient(["venue", ...program.rooms.map((r) => `room:${r.id}`)],
+    { persist: "feed-phone" });
+  feed.addEventListener("change", render);
+  feed.addEventListener("connection", render);
+  feed.start();
+  $("filters").addEventListener("change", render);
+  render();
+  setInterval(render, 1000);
+}
+
+function filters() {
+  const unique = (key) => [...new Set(program.sessions.map((s) => s[key]).filter(Boolean))].sort();
+  options($("track"), unique("track"), tr("all_tracks"));
+  options($("language"), unique("language"), tr("all_languages"));
+}
+
+start();

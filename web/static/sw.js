@@ -1,0 +1,32 @@
+// The phone page works offline with what it last saw: the page and its files come from this
+// cache when the network is away; the program is fetched fresh when possible, else from here.
+const CACHE = "feed-v1";
+const SHELL = [
+  "/", "/manifest.webmanifest", "/static/screen.css", "/static/phone.css", "/static/phone.js",
+  "/static/feed-client.js", "/static/i18n.js", "/static/ui.js", "/static/icon.svg",
+];
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil(caches.keys()
+    .then((names) => Promise.all(names.filter((n) => n !== CACHE).map((n) => caches.delete(n))))
+    .then(() => self.clients.claim()));
+});
+
+self.addEventListener("fetch", (event) => {
+  const url = new URL(event.request.url);
+  if (event.request.method !== "GET" || url.origin !== location.origin) return;
+  const cacheable = SHELL.includes(url.pathname) || url.pathname === "/api/schedule";
+  if (!cacheable) return;
+  // Network first, so a new program or a new version of the page is seen at once when online.
+  event.respondWith(fetch(event.request).then((answer) => {
+    if (answer.ok) {
+      const copy = answer.clone();
+      caches.open(CACHE).then((cache) => cache.put(event.request, copy));
+    }
+    return answer;
+  }).catch(() => caches.match(event.request).then((hit) => hit || Response.error())));
+});
