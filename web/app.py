@@ -83,6 +83,13 @@ def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    # Screens run for days across deploys: they revalidate their files rather than guess.
+    if request.path.startswith("/static/"):
+        response.headers.setdefault("Cache-Control", "no-cache")
+    elif request.path == "/api/me" or (
+        request.path.startswith("/api/") and request.method != "GET"
+    ):
+        response.headers.setdefault("Cache-Control", "no-store")  # answers about a signed-in user
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -227,3 +228,24 @@ async def test_the_phone_page_filters_keeps_favourites_and_works_offline(
     await expect(page.locator("[data-room=anfa] .badge")).to_have_text("Running late by 10 min")
     await expect(page.locator("#connection")).to_contain_text("Offline since")
     await context.close()
+
+
+async def test_a_silent_connection_is_noticed_and_a_mistyped_room_still_gets_emergencies(
+    redis: RedisProcess, feed_server: Servers, browser: Any
+) -> None:
+    server = feed_server(redis.url)
+    page = await door(browser, server, "atlas")
+    mistyped = await browser.new_page()
+    await mistyped.goto(f"{server.url}/screen/room/Atlas%20Hall?lang=en")
+    await expect(mistyped.locator("#room")).to_have_text("Unknown room")
+    async with Publisher(redis.url) as pub:
+        made = await pub.announce("Evacuate", priority="emergency")
+        await expect(mistyped.locator(".emergency-text")).to_have_text("Evacuate")
+        await pub.retract(made["id"])
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGSTOP)  # the server hangs: no close, no error, silence
+    try:
+        await expect(page.locator("body")).to_have_attribute("data-online", "false", timeout=25_000)
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    await expect(page.locator("body")).to_have_attribute("data-online", "true", timeout=15_000)

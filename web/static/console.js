@@ -4,7 +4,7 @@
 // when the API accepted it, "on screens" when the same change came back through the feed.
 import { FeedClient, inLanguage } from "/static/feed-client.js";
 import { chooseLanguage, setLanguage, t as base } from "/static/i18n.js";
-import { $, badge, bdi, connectionBanner, el, languageButtons } from "/static/ui.js";
+import { $, badge, bdi, connectionBanner, el, keyed, languageButtons } from "/static/ui.js";
 
 const TEXT = {
   en: {
@@ -18,6 +18,7 @@ const TEXT = {
     sent: "Sent (#{seq}), waiting for the feed…", on_screens: "On the screens (#{seq})",
     sent_plain: "Sent, waiting for the feed…", on_screens_plain: "On the screens",
     failed: "Not sent: {why}", no_text: "Write the text in at least one language",
+    not_seen: "Sent, but not seen on the screens yet: check the connection",
     plus5: "+5 min", plus10: "+10 min",
   },
   fr: {
@@ -31,6 +32,7 @@ const TEXT = {
     sent: "Envoyé (n° {seq}), en attente du flux…", on_screens: "Sur les écrans (n° {seq})",
     sent_plain: "Envoyé, en attente du flux…", on_screens_plain: "Sur les écrans",
     failed: "Non envoyé : {why}", no_text: "Écrivez le texte dans au moins une langue",
+    not_seen: "Envoyé, mais pas encore vu sur les écrans : vérifiez la connexion",
     plus5: "+5 min", plus10: "+10 min",
   },
   ar: {
@@ -44,6 +46,7 @@ const TEXT = {
     sent: "أرسل (رقم {seq})، في انتظار البث…", on_screens: "على الشاشات (رقم {seq})",
     sent_plain: "أرسل، في انتظار البث…", on_screens_plain: "على الشاشات",
     failed: "لم يرسل: {why}", no_text: "اكتب النص بلغة واحدة على الأقل",
+    not_seen: "أرسل، لكنه لم يظهر بعد على الشاشات: تحقق من الاتصال",
     plus5: "+5 د", plus10: "+10 د",
   },
 };
@@ -56,6 +59,7 @@ let lang = chooseLanguage();
 let me = null;
 let rooms = [];
 let feed = null;
+const NOT_SEEN_MS = 20_000;
 const waiting = new Map(); // result element -> a test that the change is on the screens
 
 function tr(key, values = {}) {
@@ -64,8 +68,10 @@ function tr(key, values = {}) {
   return text.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
 }
 
+let pending = ""; // a token being tried, saved on this device only once it works
+
 function token() {
-  return localStorage.getItem("feed-token") || "";
+  return pending || localStorage.getItem("feed-token") || "";
 }
 
 async function api(method, path, body) {
@@ -96,7 +102,7 @@ async function act(result, send, onScreens) {
   try {
     const done = await send();
     report(result, "sent", done.seq === undefined ? "sent_plain" : "sent", { seq: done.seq });
-    waiting.set(result, { test: onScreens(done), label: done.seq });
+    waiting.set(result, { test: onScreens(done), label: done.seq, since: Date.now() });
     settle();
   } catch (error) {
     report(result, "failed", "failed", { why: error.message });
@@ -104,10 +110,15 @@ async function act(result, send, onScreens) {
 }
 
 function settle() {
-  for (const [result, { test, label }] of waiting) {
-    if (feed && test()) {
+  for (const [result, { test, label, since }] of waiting) {
+    if (!result.isConnected) {
+      waiting.delete(result);
+    } else if (feed && test()) {
       waiting.delete(result);
       report(result, "done", label === undefined ? "on_screens_plain" : "on_screens", { seq: label });
+    } else if (Date.now() - since > NOT_SEEN_MS) {
+      waiting.delete(result); // accepted by the server, but this console never saw it come back
+      report(result, "failed", "not_seen");
     }
   }
 }
@@ -164,7 +175,8 @@ function renderPreview() {
 
 function renderCurrent() {
   const channels = ["venue", ...rooms.map((r) => `room:${r.id}`)];
-  $("current").replaceChildren(...feed.announcements(channels).map((a) => {
+  const notes = feed.announcements(channels);
+  keyed($("current"), JSON.stringify([lang, notes.map((a) => [a.id, a.text])]), () => notes.map((a) => {
     const item = el("li", null, { "data-priority": a.priority });
     item.append(bdi(inLanguage(a.text, lang)));
     const button = el("button", tr("retract"), { type: "button" });
@@ -205,13 +217,19 @@ async function signIn() {
   try {
     me = await api("GET", "/api/me");
   } catch (error) {
+    pending = "";
     $("signin").hidden = false;
     $("work").hidden = true;
-    $("signin-error").textContent = token() ? error.message : "";
+    $("signin-error").textContent = error.message;
+    $("token").focus();
     return;
   }
+  if (pending) localStorage.setItem("feed-token", pending);
+  pending = "";
   $("signin").hidden = true;
   $("work").hidden = false;
+  $("title").tabIndex = -1;
+  $("title").focus();
   const signOut = el("button", tr("sign_out"), { type: "button" });
   signOut.addEventListener("click", () => { localStorage.removeItem("feed-token"); location.reload(); });
   $("who").replaceChildren(bdi(`${me.name || me.id} · ${me.role}`), " ", signOut);
@@ -250,7 +268,7 @@ function setup() {
   });
   $("signin").addEventListener("submit", (event) => {
     event.preventDefault();
-    localStorage.setItem("feed-token", $("token").value.trim());
+    pending = $("token").value.trim();
     signIn();
   });
   const form = $("announce");

@@ -4,7 +4,9 @@
 // The reducer mirrors feed/reducer.py; docs/protocol.md is the contract.
 
 const MAX_BACKOFF_MS = 10_000;
-const PING_EVERY_MS = 15_000;
+const PING_EVERY_MS = 5_000;
+const SILENT_MS = 12_000; // no message for this long: the connection is dead, even if open
+const OPEN_TIMEOUT_MS = 10_000;
 const MAX_ANNOUNCEMENTS = 50;
 const MAX_CHANGES = 50;
 
@@ -99,6 +101,8 @@ export class FeedClient extends EventTarget {
     this.attempt = 0;
     this.ws = null;
     this.pinger = null;
+    this.heard = 0;
+    this.resyncing = new Set(); // channels asked again after an unexpected seq
   }
 
   // The server's time, which pages show, whatever the device's clock says.
@@ -122,30 +126,55 @@ export class FeedClient extends EventTarget {
       return;
     }
     this.ws = ws;
+    // A connection that neither opens nor fails (a hung server, a captive portal) is retried.
+    const opening = setTimeout(() => {
+      if (ws.readyState === WebSocket.CONNECTING) this.abandon(ws);
+    }, OPEN_TIMEOUT_MS);
     ws.onopen = () => {
-      this.attempt = 0;
+      clearTimeout(opening);
       const since = {};
       for (const [channel, s] of this.states) since[channel] = { epoch: s.epoch, seq: s.seq };
       this.send({ type: "subscribe", channels: this.channels, since });
-      this.pinger = setInterval(() => this.send({ type: "ping" }), PING_EVERY_MS);
+      this.heard = performance.now();
+      // A dead network often closes nothing: ask for a pong regularly, give up on silence.
+      this.pinger = setInterval(() => {
+        if (performance.now() - this.heard > SILENT_MS) this.abandon(ws);
+        else this.send({ type: "ping" });
+      }, PING_EVERY_MS);
     };
     ws.onmessage = (message) => {
+      this.heard = performance.now();
       let msg;
       try {
         msg = JSON.parse(message.data);
       } catch {
         return;
       }
-      this.receive(msg);
+      if (msg && typeof msg === "object") this.receive(msg);
     };
     ws.onclose = (event) => {
       clearInterval(this.pinger);
       if (this.ws !== ws) return;
       this.ws = null;
+      this.resyncing.clear();
       this.setOnline(false);
       // 1003 and 1008 mean this page did something wrong: retrying soon would only repeat it.
       this.scheduleReconnect(event.code === 1003 || event.code === 1008 ? MAX_BACKOFF_MS : 0);
     };
+  }
+
+  // Give up on a socket that went silent: a close handshake with a dead peer could take
+  // minutes, so the page says it is offline and reconnects now.
+  abandon(ws) {
+    clearInterval(this.pinger);
+    ws.onclose = null;
+    ws.onmessage = null;
+    ws.close();
+    if (this.ws !== ws) return;
+    this.ws = null;
+    this.resyncing.clear();
+    this.setOnline(false);
+    this.scheduleReconnect();
   }
 
   send(msg) {
@@ -170,7 +199,7 @@ export class FeedClient extends EventTarget {
   setOnline(online) {
     if (online === this.online) return;
     this.online = online;
-    if (!online) this.offlineSince = Date.now();
+    if (!online) this.offlineSince = this.now();
     this.dispatchEvent(new CustomEvent("connection", { detail: { online } }));
   }
 
@@ -190,6 +219,10 @@ export class FeedClient extends EventTarget {
       case "health":
         this.setOnline(msg.live);
         break;
+      case "subscribed":
+        this.attempt = 0; // a server that really serves: back to quick retries next time
+        this.resyncing.delete(msg.channel);
+        break;
       case "snapshot":
         this.states.set(msg.channel, { epoch: msg.epoch, seq: msg.seq, state: msg.state });
         this.changed(msg.channel, null);
@@ -199,11 +232,14 @@ export class FeedClient extends EventTarget {
         if (!held) return;
         if (held.epoch !== msg.epoch || msg.seq !== held.seq + 1) {
           if (held.epoch === msg.epoch && msg.seq <= held.seq) return; // already applied
-          // A gap should never happen; if it does, ask to resume from what we have.
-          this.send({
-            type: "subscribe", channels: [msg.channel],
-            since: { [msg.channel]: { epoch: held.epoch, seq: held.seq } },
-          });
+          // A gap should never happen; if it does, ask once to resume from what we have.
+          if (!this.resyncing.has(msg.channel)) {
+            this.resyncing.add(msg.channel);
+            this.send({
+              type: "subscribe", channels: [msg.channel],
+              since: { [msg.channel]: { epoch: held.epoch, seq: held.seq } },
+            });
+          }
           return;
         }
         held.state = apply(held.state, msg.kind, msg.data, msg.ts);

@@ -4,8 +4,8 @@
 import { FeedClient, inLanguage, nowAndNext } from "/static/feed-client.js";
 import { chooseLanguage, setLanguage, t as base } from "/static/i18n.js";
 import {
-  $, announcementItems, badge, bdi, clockText, connectionBanner, el, emergencyOverlay,
-  languageButtons, ltr, sessionTitle, trackColour,
+  $, announcementItems, badge, bdi, clockText, connectionBanner, el, emergencyOverlay, guarded,
+  keyed, languageButtons, ltr, sessionTitle, setText, trackColour,
 } from "/static/ui.js";
 
 const TEXT = {
@@ -26,7 +26,16 @@ const TEXT = {
 let lang = chooseLanguage();
 let feed = null;
 let program = { conference: null, rooms: [], sessions: [] };
-const favourites = new Set(JSON.parse(localStorage.getItem("feed-favourites") || "[]"));
+const favourites = new Set(readFavourites());
+
+function readFavourites() {
+  try {
+    const saved = JSON.parse(localStorage.getItem("feed-favourites") || "[]");
+    return Array.isArray(saved) ? saved : [];
+  } catch {
+    return [];
+  }
+}
 
 function tr(key, values = {}) {
   return TEXT[lang]?.[key] ?? TEXT.en[key] ?? base(lang, key, values);
@@ -113,13 +122,13 @@ function changeItems() {
     if (["delayed", "cancelled", "moved"].includes(state.status)) {
       const item = el("li");
       item.append(el("span", base(lang, `status_${state.status}`,
-        { n: state.delay || 0, room: state.moved_to || "" }), { class: "kind" }), bdi(room.name));
+        { n: state.delay || 0, room: state.moved_to || "" }), { class: "kind" }), " ", bdi(room.name));
       items.push(item);
     }
   }
   for (const change of [...(feed.state("venue").changes || [])].reverse()) {
     const item = el("li");
-    item.append(el("span", tr(change.kind), { class: "kind" }), bdi(change.title));
+    item.append(el("span", tr(change.kind), { class: "kind" }), " ", bdi(change.title));
     items.push(item);
   }
   return items.length ? items : [el("li", tr("nothing"), { class: "empty" })];
@@ -135,37 +144,77 @@ function options(select, values, allLabel) {
 function render() {
   if (!feed) return;
   const now = feed.now();
-  document.title = program.conference?.title || document.title;
-  $("conference").replaceChildren(bdi(program.conference?.title || location.host));
-  $("clock").textContent = clockText(feed, lang, now);
-  $("track-label").textContent = tr("track");
-  $("language-label").textContent = tr("language");
-  $("favourites-label").textContent = tr("favourites");
-  const cards = program.rooms.map((room) => roomCard(room, now)).filter(Boolean);
-  $("rooms").replaceChildren(...(cards.length ? cards : [el("p", tr("nothing"), { class: "empty" })]));
-  const notes = feed.announcements(["venue"]);
-  const emergency = feed.announcements(["venue", ...program.rooms.map((r) => `room:${r.id}`)])
-    .find((a) => a.priority === "emergency");
-  $("announcements-label").textContent = base(lang, "announcements");
-  const shown = notes.filter((a) => a.priority !== "emergency");
-  $("announcements").replaceChildren(...announcementItems(shown, lang));
-  $("announcements").parentElement.hidden = !shown.length;
-  $("changes-label").textContent = tr("changes");
-  $("changes").replaceChildren(...changeItems());
-  emergencyOverlay($("emergency"), emergency, lang);
-  connectionBanner($("connection"), feed, lang);
+  const venue = feed.state("venue");
+  if (venue.schedule?.etag && venue.schedule.etag !== program.etag) reloadForProgram();
+  guarded(
+    () => connectionBanner($("connection"), feed, lang),
+    () => setText($("clock"), clockText(feed, lang, now)),
+    () => {
+      const title = program.conference?.title || location.host;
+      document.title = title;
+      keyed($("conference"), title, () => [bdi(title)]);
+      setText($("track-label"), tr("track"));
+      setText($("language-label"), tr("language"));
+      setText($("favourites-label"), tr("favourites"));
+    },
+    () => {
+      const cards = program.rooms.map((room) => roomCard(room, now)).filter(Boolean);
+      const key = JSON.stringify([lang, [...favourites], cards.map((c) => c.textContent)]);
+      keyed($("rooms"), key,
+        () => (cards.length ? cards : [el("p", tr("nothing"), { class: "empty" })]));
+    },
+    () => {
+      const notes = feed.announcements(["venue"]).filter((a) => a.priority !== "emergency");
+      const emergency = feed.announcements(["venue", ...program.rooms.map((r) => `room:${r.id}`)])
+        .find((a) => a.priority === "emergency");
+      setText($("announcements-label"), base(lang, "announcements"));
+      keyed($("announcements"), JSON.stringify([lang, notes.map((a) => [a.id, a.text])]),
+        () => announcementItems(notes, lang));
+      $("announcements").parentElement.hidden = !notes.length;
+      emergencyOverlay($("emergency"), emergency, lang);
+    },
+    () => {
+      setText($("changes-label"), tr("changes"));
+      const items = changeItems();
+      keyed($("changes"), JSON.stringify([lang, items.map((i) => i.textContent)]), () => items);
+    },
+  );
+}
+
+function reloadForProgram() {
+  const last = Number(sessionStorage.getItem("feed-reloaded") || 0);
+  if (Date.now() - last > 60_000) {
+    sessionStorage.setItem("feed-reloaded", String(Date.now()));
+    location.reload();
+  }
 }
 
 async function loadProgram() {
   for (let attempt = 0; ; attempt += 1) {
     try {
-      const answer = await fetch("/api/schedule");
-      if (answer.ok) return await answer.json();
-      if (answer.status === 404) return { conference: null, rooms: [], sessions: [] };
+      const answer = await fetch("/api/schedule", { signal: AbortSignal.timeout(5000) });
+      if (answer.ok) {
+        const loaded = await answer.json();
+        loaded.etag = (answer.headers.get("ETag") || "").replaceAll('"', "") || null;
+        return loaded;
+      }
+      if (answer.status === 404) return { conference: null, rooms: [], sessions: [], etag: null };
     } catch {
-      // offline and nothing cached yet: try again
+      // offline, or the server is failing: fall back below
     }
+    const saved = savedProgram();
+    if (saved) return saved;
+    $("connection").hidden = false;
+    setText($("connection"), base(lang, "offline", { t: "" }).replace(/\s*:.*$/, ""));
     await new Promise((done) => setTimeout(done, Math.min(10_000, 500 * 2 ** attempt)));
+  }
+}
+
+function savedProgram() {
+  try {
+    return JSON.parse(localStorage.getItem("feed-program") || "null");
+  } catch {
+    return null;
   }
 }
 
@@ -178,6 +227,11 @@ async function start() {
   });
   if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
   program = await loadProgram();
+  try {
+    localStorage.setItem("feed-program", JSON.stringify(program));
+  } catch {
+    // no room on this phone: it only means no program offline next time
+  }
   filters();
   feed = new FeedClient(["venue", ...program.rooms.map((r) => `room:${r.id}`)],
     { persist: "feed-phone" });

@@ -3,17 +3,22 @@
 import { FeedClient, nowAndNext } from "/static/feed-client.js";
 import { chooseLanguage, setLanguage, t } from "/static/i18n.js";
 import {
-  $, announcementItems, badge, bdi, clockText, connectionBanner, el, emergencyOverlay,
-  languageButtons, ltr, sessionBlock,
+  $, announcementItems, badge, bdi, clockText, connectionBanner, el, emergencyOverlay, guarded,
+  keyed, languageButtons, ltr, sessionBlock, setText,
 } from "/static/ui.js";
 
 let lang = chooseLanguage();
 let feed = null;
 let rooms = [];
+let etag = null;
 
 async function programRooms() {
-  const answer = await fetch("/api/schedule");
-  if (answer.ok) return (await answer.json()).rooms;
+  const answer = await fetch("/api/schedule", { signal: AbortSignal.timeout(5000) });
+  if (answer.ok) {
+    etag = (answer.headers.get("ETag") || "").replaceAll('"', "") || null;
+    return (await answer.json()).rooms;
+  }
+  if (answer.status !== 404) throw new Error(`${answer.status}`);
   const channels = await (await fetch("/api/channels")).json(); // no program imported yet
   return channels.channels.filter((c) => c.startsWith("room:"))
     .map((c) => ({ id: c.slice(5), name: c.slice(5) }));
@@ -47,21 +52,41 @@ function card(room, now) {
   return box;
 }
 
+// A new program was imported: start again from it (at most once a minute, whatever happens).
+function reloadForProgram() {
+  const last = Number(sessionStorage.getItem("feed-reloaded") || 0);
+  if (Date.now() - last > 60_000) {
+    sessionStorage.setItem("feed-reloaded", String(Date.now()));
+    location.reload();
+  }
+}
+
 function render() {
   if (!feed) return;
   const now = feed.now();
-  const conference = feed.state("venue").schedule?.conference;
-  $("conference").replaceChildren(bdi(conference?.title || location.host));
-  $("clock").textContent = clockText(feed, lang, now);
-  $("rooms").replaceChildren(...rooms.map((room) => card(room, now)));
-  const notes = feed.announcements(["venue"]);
-  const emergency = feed.announcements(["venue", ...rooms.map((r) => `room:${r.id}`)])
-    .find((a) => a.priority === "emergency");
-  $("announcements-label").textContent = t(lang, "announcements");
-  $("announcements").replaceChildren(
-    ...announcementItems(notes.filter((a) => a.priority !== "emergency"), lang));
-  emergencyOverlay($("emergency"), emergency, lang);
-  connectionBanner($("connection"), feed, lang);
+  const venue = feed.state("venue");
+  if (venue.schedule?.etag && venue.schedule.etag !== etag) reloadForProgram();
+  guarded(
+    () => connectionBanner($("connection"), feed, lang),
+    () => setText($("clock"), clockText(feed, lang, now)),
+    () => {
+      const title = venue.schedule?.conference?.title || location.host;
+      keyed($("conference"), title, () => [bdi(title)]);
+    },
+    () => {
+      const cards = rooms.map((room) => card(room, now));
+      keyed($("rooms"), JSON.stringify([lang, cards.map((c) => c.textContent)]), () => cards);
+    },
+    () => {
+      const notes = feed.announcements(["venue"]).filter((a) => a.priority !== "emergency");
+      const emergency = feed.announcements(["venue", ...rooms.map((r) => `room:${r.id}`)])
+        .find((a) => a.priority === "emergency");
+      setText($("announcements-label"), t(lang, "announcements"));
+      keyed($("announcements"), JSON.stringify([lang, notes.map((a) => [a.id, a.text])]),
+        () => announcementItems(notes, lang));
+      emergencyOverlay($("emergency"), emergency, lang);
+    },
+  );
 }
 
 async function start() {
@@ -70,12 +95,22 @@ async function start() {
   for (let attempt = 0; ; attempt += 1) {
     try {
       rooms = await programRooms();
+      localStorage.setItem("feed-hall-rooms", JSON.stringify(rooms));
       break;
     } catch {
+      // The server or Redis is away: start from the rooms seen last time, if any.
+      try {
+        rooms = JSON.parse(localStorage.getItem("feed-hall-rooms") || "[]");
+      } catch {
+        rooms = [];
+      }
+      if (rooms.length) break;
+      $("connection").hidden = false;
+      setText($("connection"), t(lang, "offline", { t: "" }).replace(/\s*:.*$/, ""));
       await new Promise((done) => setTimeout(done, Math.min(10_000, 500 * 2 ** attempt)));
     }
   }
-  feed = new FeedClient(["venue", ...rooms.map((r) => `room:${r.id}`)]);
+  feed = new FeedClient(["venue", ...rooms.map((r) => `room:${r.id}`)], { persist: "feed-hall" });
   feed.addEventListener("change", render);
   feed.addEventListener("connection", render);
   feed.start();

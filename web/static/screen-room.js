@@ -2,13 +2,23 @@
 import { FeedClient, nowAndNext } from "/static/feed-client.js";
 import { chooseLanguage, setLanguage, t } from "/static/i18n.js";
 import {
-  $, announcementItems, badge, bdi, clockText, connectionBanner, el, emergencyOverlay,
-  languageButtons, ltr, sessionBlock,
+  $, announcementItems, badge, bdi, clockText, connectionBanner, el, emergencyOverlay, guarded,
+  keyed, languageButtons, ltr, sessionBlock, setText,
 } from "/static/ui.js";
 
-const room = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
+function roomOfPath() {
+  try {
+    return decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
+  } catch {
+    return "";
+  }
+}
+
+const room = roomOfPath();
+// A mistyped room must not cost this screen the venue's announcements and emergencies.
+const known = /^[a-z0-9][a-z0-9_-]{0,63}$/.test(room);
 const channel = `room:${room}`;
-const feed = new FeedClient([channel, "venue"]);
+const feed = new FeedClient(known ? [channel, "venue"] : ["venue"]);
 let lang = chooseLanguage();
 
 function minutes(ms) {
@@ -19,31 +29,43 @@ function render() {
   const state = feed.state(channel);
   const now = feed.now();
   const time = (ms) => clockText(feed, lang, ms);
-  document.title = state.name || room;
-  $("room").replaceChildren(bdi(state.name || room));
-  $("clock").textContent = time(now);
-  $("clock").dateTime = new Date(now).toISOString();
-  badge($("status"), state, lang);
-
-  const { now: current, next } = nowAndNext(state.sessions, now, state.delay);
-  $("now-label").textContent = t(lang, "now");
-  $("next-label").textContent = t(lang, "next");
-  $("now").replaceChildren(current
-    ? sessionBlock(current, lang, `${ltr(`${time(current.startMs)}–${time(current.endMs)}`)} · ${
-      t(lang, "left_min", { n: minutes(current.endMs - now) })}`)
-    : el("p", t(lang, "nothing_now"), { class: "empty" }));
-  $("next").replaceChildren(next
-    ? sessionBlock(next, lang, `${ltr(time(next.startMs))} · ${
-      t(lang, "in_min", { n: minutes(next.startMs - now) })}`)
-    : el("p", t(lang, "nothing_next"), { class: "empty" }));
-
-  const notes = feed.announcements([channel, "venue"]);
-  const emergency = notes.find((a) => a.priority === "emergency");
-  $("announcements-label").textContent = t(lang, "announcements");
-  $("announcements").replaceChildren(
-    ...announcementItems(notes.filter((a) => a !== emergency), lang));
-  emergencyOverlay($("emergency"), emergency, lang);
-  connectionBanner($("connection"), feed, lang);
+  guarded(
+    () => connectionBanner($("connection"), feed, lang),
+    () => {
+      setText($("clock"), time(now));
+      $("clock").dateTime = new Date(now).toISOString();
+    },
+    () => {
+      const name = known ? state.name || room : t(lang, "unknown_room");
+      document.title = name;
+      keyed($("room"), name, () => [bdi(name)]);
+      badge($("status"), state, lang);
+    },
+    () => {
+      const { now: current, next } = nowAndNext(state.sessions, now, state.delay);
+      setText($("now-label"), t(lang, "now"));
+      setText($("next-label"), t(lang, "next"));
+      const nowText = current && `${ltr(`${time(current.startMs)}–${time(current.endMs)}`)} · ${
+        t(lang, "left_min", { n: minutes(current.endMs - now) })}`;
+      keyed($("now"), JSON.stringify([lang, current, nowText]), () => [current
+        ? sessionBlock(current, lang, nowText)
+        : el("p", t(lang, "nothing_now"), { class: "empty" })]);
+      const nextText = next && `${ltr(time(next.startMs))} · ${
+        t(lang, "in_min", { n: minutes(next.startMs - now) })}`;
+      keyed($("next"), JSON.stringify([lang, next, nextText]), () => [next
+        ? sessionBlock(next, lang, nextText)
+        : el("p", t(lang, "nothing_next"), { class: "empty" })]);
+    },
+    () => {
+      const notes = feed.announcements(known ? [channel, "venue"] : ["venue"]);
+      const emergency = notes.find((a) => a.priority === "emergency");
+      const shown = notes.filter((a) => a !== emergency);
+      setText($("announcements-label"), t(lang, "announcements"));
+      keyed($("announcements"), JSON.stringify([lang, shown.map((a) => [a.id, a.text])]),
+        () => announcementItems(shown, lang));
+      emergencyOverlay($("emergency"), emergency, lang);
+    },
+  );
 }
 
 setLanguage(lang);

@@ -5,6 +5,31 @@ import { LANGUAGES, setLanguage, t } from "/static/i18n.js";
 
 export const $ = (id) => document.getElementById(id);
 
+const shownKeys = new WeakMap();
+
+// Rebuild a part of the page only when what it shows changed: live regions then speak once
+// per change, and buttons keep their focus and the taps in progress.
+export function keyed(container, key, build) {
+  if (shownKeys.get(container) === key) return;
+  shownKeys.set(container, key);
+  container.replaceChildren(...build());
+}
+
+export function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+// Run each part of a render on its own: a bad value in one never leaves the others stale.
+export function guarded(...parts) {
+  for (const part of parts) {
+    try {
+      part();
+    } catch (error) {
+      console.error(error);
+    }
+  }
+}
+
 export function el(tag, text, attrs = {}) {
   const node = document.createElement(tag);
   if (text !== undefined && text !== null) node.textContent = text;
@@ -65,7 +90,7 @@ export function statusText(state, lang) {
 }
 
 export function badge(node, state, lang) {
-  node.textContent = statusText(state, lang);
+  setText(node, statusText(state, lang));
   node.hidden = !state.status;
   if (state.status) node.dataset.status = state.status;
 }
@@ -89,9 +114,9 @@ export function languageButtons(container, current, changed) {
 export function connectionBanner(node, feed, lang) {
   node.hidden = feed.online;
   if (!feed.online) {
-    const since = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit" })
-      .format(new Date(feed.offlineSince));
-    node.textContent = t(lang, feed.ws ? "paused" : "offline", { t: since });
+    // In the server's time and the venue's zone, like the clock beside it.
+    const since = clockText(feed, lang, feed.offlineSince);
+    setText(node, t(lang, feed.ws ? "paused" : "offline", { t: since }));
   }
   document.body.dataset.online = String(feed.online);
 }
@@ -99,8 +124,8 @@ export function connectionBanner(node, feed, lang) {
 export function emergencyOverlay(node, emergency, lang) {
   node.hidden = !emergency;
   if (emergency) {
-    node.querySelector(".emergency-label").textContent = t(lang, "emergency");
-    node.querySelector(".emergency-text").textContent = inLanguage(emergency.text, lang);
+    setText(node.querySelector(".emergency-label"), t(lang, "emergency"));
+    setText(node.querySelector(".emergency-text"), inLanguage(emergency.text, lang));
   }
 }
 
