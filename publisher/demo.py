@@ -184,5 +184,12 @@ async def drive(pub: Publisher, demo_clock: Clock) -> None:
                 elif i in posted and note.priority == "emergency" and now >= ends:
                     await pub.retract(posted.pop(i))  # the drill is over
         except FeedError as exc:
+            if _cancelling():
+                raise asyncio.CancelledError from exc  # redis-py may turn a cancel into an error
             log.warning("demo: %s; trying again", exc)
         await asyncio.sleep(STEP)
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -143,10 +143,14 @@ async def _expire(pub: Publisher) -> None:
         await asyncio.sleep(EXPIRY_EVERY)
         try:
             await pub.expire_due()
-        except FeedError as exc:
-            log.info("announcement expiry postponed: %s", exc)
-        except Exception:
-            log.exception("announcement expiry failed; retrying")
+        except Exception as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError from exc  # a cancel a library turned into an error
+            if isinstance(exc, FeedError):
+                log.info("announcement expiry postponed: %s", exc)
+            else:
+                log.exception("announcement expiry failed; retrying")
 
 
 async def _going_away(app: web.Application) -> None:

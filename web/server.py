@@ -23,7 +23,9 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
     url = settings.redis_url
     if url is None:
         embedded = EmbeddedRedis(settings.data_dir)
-        url = await asyncio.to_thread(embedded.start)
+        # On this (main) thread, not a worker's: the child's parent-death signal follows the
+        # thread that started it, and only the main thread lives as long as the process.
+        url = embedded.start()
         where = "started" if embedded.owner else "shared"
         log.info("embedded Redis %s in %s", where, embedded.data_dir)
     if demo:
@@ -60,5 +62,5 @@ async def _take_over(embedded: EmbeddedRedis) -> None:
     """A server sharing another's embedded Redis starts it again if that server stops."""
     while not embedded.owner:
         await asyncio.sleep(1.0)
-        if await asyncio.to_thread(embedded.try_own):
+        if embedded.try_own():  # main thread, as above; a fraction of a second
             log.info("the owner of the embedded Redis stopped; restarted it here")

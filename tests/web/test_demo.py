@@ -39,3 +39,6 @@ async def test_the_demo_imports_its_program_and_plays_it(feed_server: Servers) -
         )
     kinds = {(e["channel"], e["kind"]) for e in events if e["type"] == "event"}
     assert ("venue", "announce") in kinds
+    started = time.monotonic()
+    assert server.stop() == 0  # the demo's loop stops with the server, promptly
+    assert time.monotonic() - started < 5
