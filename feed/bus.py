@@ -28,7 +28,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from feed import keys, protocol, reducer
-from feed.errors import InvalidMessage, Unavailable
+from feed.errors import InvalidMessage, Unavailable, raise_if_cancelled
 from feed.protocol import Event, Position
 from feed.reducer import State
 
@@ -353,8 +353,7 @@ class Bus:
                 pinged = False
                 while True:
                     msg = await pubsub.get_message(timeout=1.0)
-                    if _cancelling():  # redis-py may swallow a cancellation while it reads
-                        raise asyncio.CancelledError
+                    raise_if_cancelled()  # redis-py may swallow a cancellation while it reads
                     now = time.monotonic()
                     if msg is None:
                         if now - last_reply > DEAD_AFTER:
@@ -370,8 +369,7 @@ class Bus:
                     elif msg["type"] == "message":
                         on_message(msg["data"])
             except (RedisError, OSError) as exc:
-                if _cancelling():
-                    raise asyncio.CancelledError from exc  # redis-py turned our cancel into this
+                raise_if_cancelled(exc)
                 on_down(f"{type(exc).__name__}: {exc}")
             finally:
                 # Closing a connection to a Redis that is gone may fail; that must not hide why.
@@ -381,11 +379,6 @@ class Bus:
                     await client.aclose()
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, 5.0)
-
-
-def _cancelling() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 def _bytes(value: bytes | str | None) -> bytes | None:

@@ -7,6 +7,7 @@ catch them.
 
 from __future__ import annotations
 
+import asyncio
 from enum import IntEnum
 
 
@@ -113,3 +114,14 @@ class Conflict(FeedError, RuntimeError):
 def error_body(error: FeedError) -> dict[str, dict[str, str | None]]:
     """The JSON body of every HTTP error."""
     return {"error": {"code": error.code, "message": error.message, "field": error.field}}
+
+
+def raise_if_cancelled(cause: BaseException | None = None) -> None:
+    """Raise CancelledError when the current task is being cancelled.
+
+    Some libraries (redis-py) catch a cancellation and raise their own error instead, or return
+    as if nothing happened; a loop that retries on errors would then outlive its shutdown.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from cause

@@ -17,7 +17,7 @@ from typing import Any
 
 from feed import protocol
 from feed.bus import Bus
-from feed.errors import InvalidMessage, Unavailable
+from feed.errors import InvalidMessage, Unavailable, raise_if_cancelled
 from feed.hub import Hub, NeedHistory, Sink
 from feed.protocol import Position
 
@@ -62,10 +62,8 @@ class Relay:
         while True:
             try:
                 await loop()
-            except Exception:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise asyncio.CancelledError from None  # a cancel a library turned into this
+            except Exception as exc:
+                raise_if_cancelled(exc)
                 log.exception("%s failed; restarting it", getattr(loop, "__name__", "the relay"))
                 self._on_down("internal error")
                 await asyncio.sleep(1.0)

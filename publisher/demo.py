@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from feed.clock import Clock
-from feed.errors import FeedError
+from feed.errors import FeedError, raise_if_cancelled
 from feed.models import Kind
 from publisher.api import Publisher
 
@@ -184,12 +184,6 @@ async def drive(pub: Publisher, demo_clock: Clock) -> None:
                 elif i in posted and note.priority == "emergency" and now >= ends:
                     await pub.retract(posted.pop(i))  # the drill is over
         except FeedError as exc:
-            if _cancelling():
-                raise asyncio.CancelledError from exc  # redis-py may turn a cancel into an error
+            raise_if_cancelled(exc)
             log.warning("demo: %s; trying again", exc)
         await asyncio.sleep(STEP)
-
-
-def _cancelling() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0

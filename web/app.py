@@ -13,7 +13,14 @@ from aiohttp import web
 from feed import protocol
 from feed.bus import Bus
 from feed.clock import REAL, Clock
-from feed.errors import CloseCode, FeedError, RateLimited, Unauthorized, error_body
+from feed.errors import (
+    CloseCode,
+    FeedError,
+    RateLimited,
+    Unauthorized,
+    error_body,
+    raise_if_cancelled,
+)
 from feed.hub import Hub
 from feed.relay import Relay
 from feed.settings import Settings
@@ -144,9 +151,7 @@ async def _expire(pub: Publisher) -> None:
         try:
             await pub.expire_due()
         except Exception as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError from exc  # a cancel a library turned into an error
+            raise_if_cancelled(exc)
             if isinstance(exc, FeedError):
                 log.info("announcement expiry postponed: %s", exc)
             else:
