@@ -28,9 +28,9 @@ class Settings:
     # Events kept per channel in Redis for resuming clients. Publishers trim the history as they
     # append, so this is what `feed publish` and `Publisher` use; `feed serve` only reads it.
     history: int = 1000
-    # A client whose unsent frames pass either limit is disconnected as slow (close 4008).
+    # A client that leaves more than this unread when more is to be sent is disconnected as
+    # slow (close 4008); it reconnects and resumes.
     client_queue_bytes: int = 4 * 1024 * 1024
-    client_queue_frames: int = 10_000
     log_level: str = "info"
     # The venue's IANA time zone (e.g. Africa/Casablanca); else the imported program's; else UTC.
     venue_zone: str | None = None

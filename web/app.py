@@ -34,6 +34,7 @@ CLOCK = web.AppKey("clock", Clock)
 REDIS_URL = web.AppKey("redis_url", str)
 RELAY = web.AppKey("relay", Relay)
 CLIENTS: web.AppKey[set[ws.Client]] = web.AppKey("clients")
+OUTBOX: web.AppKey[ws.Outbox] = web.AppKey("outbox")
 
 
 EXPIRY_EVERY = 1.0  # seconds between looks for expired announcements
@@ -49,6 +50,7 @@ def create_app(
     app[REDIS_URL] = redis_url
     app[CLOCK] = clock
     app[CLIENTS] = set()
+    app[OUTBOX] = ws.Outbox()
     app[api.RATE] = settings.api_rate
     app[api.VENUE_ZONE] = settings.venue_zone
     app.cleanup_ctx.append(_relay)
@@ -193,7 +195,14 @@ async def channels(request: web.Request) -> web.Response:
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     app = request.app
-    return await ws.handle(request, app[RELAY], app[CLIENTS], app[SETTINGS], app[CLOCK])
+    return await ws.handle(
+        request,
+        relay=app[RELAY],
+        clients=app[CLIENTS],
+        outbox=app[OUTBOX],
+        settings=app[SETTINGS],
+        clock=app[CLOCK],
+    )
 
 
 @web.middleware

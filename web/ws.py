@@ -1,8 +1,14 @@
 """The websocket endpoint: one `Client` per connection, between aiohttp and the relay.
 
-Frames for a client are queued by the hub without waiting; a writer task per client drains the
-queue. A client whose queue passes its byte or frame limit is closed with 4008 ("slow: reconnect
-and resume") instead of holding memory or anyone else back.
+The fan-out path never waits on a client. The hub hands every subscriber of an event the same
+bytes; the `Outbox` frames them as a websocket text frame once, and each `Client` only appends
+the frame to its list of pending output. Once per turn of the event loop, after everything that
+arrived in that turn has been handed out, the outbox writes each client's pending frames to its
+socket in one write (a burst of events becomes one write per client, not one per event).
+
+What a client has not taken yet stays in its socket's write buffer. A client whose buffer is over
+its byte limit when more is to be written is closed with 4008 ("slow: reconnect and resume") and
+comes back through its `(epoch, seq)`, instead of holding memory or anyone else back.
 """
 
 from __future__ import annotations
@@ -11,7 +17,6 @@ import asyncio
 import itertools
 import logging
 import time
-from collections import deque
 
 from aiohttp import WSMsgType, web
 
@@ -30,18 +35,63 @@ SLOW_CLOSE_TIMEOUT = 5.0  # ...or a slow one, which may still be reading what ca
 SUBSCRIBE_BURST = 20  # subscribe/unsubscribe messages a connection may send at once...
 SUBSCRIBE_RATE = 2.0  # ...and per second after that
 URGENT = frozenset({CloseCode.SLOW, CloseCode.GOING_AWAY})
+FRAMED_CACHE = 256  # recent frames kept framed, for the next subscribers of the same event
 _ids = itertools.count(1)
 
 
+def text_frame(payload: bytes) -> bytes:
+    """A complete, unmasked websocket text frame (RFC 6455 5.2), as a server sends it."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 1 << 16:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+
+
+class Outbox:
+    """Framing once per message and one write per client per turn of the event loop."""
+
+    def __init__(self) -> None:
+        # The hub gives every subscriber of an event the very same bytes object: remember its
+        # frame by identity. Keeping the payload in the entry keeps its id from being reused.
+        self._framed: dict[int, tuple[bytes, bytes]] = {}
+        self._dirty: list[Client] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def frame(self, payload: bytes) -> bytes:
+        hit = self._framed.get(id(payload))
+        if hit is not None and hit[0] is payload:
+            return hit[1]
+        framed = text_frame(payload)
+        if len(self._framed) >= FRAMED_CACHE:
+            self._framed.clear()
+        self._framed[id(payload)] = (payload, framed)
+        return framed
+
+    def pending(self, client: Client) -> None:
+        """`client` has output: write it at the end of this turn of the loop."""
+        if not self._dirty:
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self.flush)
+        self._dirty.append(client)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for client in dirty:
+            client.flush()
+
+
 class Client:
-    """A connected websocket client: the hub's `Sink`, with its bounded outbound queue."""
+    """A connected websocket client: the hub's `Sink`. `send` never blocks nor awaits."""
 
     def __init__(
         self,
         ws: web.WebSocketResponse,
         transport: asyncio.BaseTransport | None,
+        outbox: Outbox,
         max_bytes: int,
-        max_frames: int,
     ) -> None:
         self.id = next(_ids)
         self.ws = ws
@@ -49,52 +99,73 @@ class Client:
         self.errors = 0
         self.close_code: CloseCode | None = None
         self.close_reason = ""
-        self._transport = transport
-        self._queue: deque[bytes] = deque()
-        self._queued_bytes = 0
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._transport = transport if isinstance(transport, asyncio.WriteTransport) else None
+        self._outbox = outbox
+        self._out: list[bytes] = []  # frames for the next write
         self._max_bytes = max_bytes
-        self._max_frames = max_frames
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
-        self._draining = False  # the writer waits for the socket to take more
         self._tokens = float(SUBSCRIBE_BURST)
         self._tokens_at = time.monotonic()
 
     def send(self, frame: bytes) -> None:
         if self.close_code is not None:
             return
-        # Slow means the socket refuses more while the queue is over its limits. A burst the
-        # writer has simply not reached yet (a big resume, a snapshot larger than the byte
-        # limit) is not slowness: closing then would lock the client out for good.
-        if self._draining and (
-            len(self._queue) >= self._max_frames
-            or self._queued_bytes + len(frame) > self._max_bytes
-        ):
+        if not self._out:
+            self._outbox.pending(self)
+        self._out.append(self._outbox.frame(frame))
+
+    def flush(self) -> None:
+        """Write the pending frames in one go; a client that has not taken what it was given
+        before, past its byte limit, is closed as slow instead."""
+        out, self._out = self._out, []
+        transport = self._transport
+        if not out or transport is None or transport.is_closing():
+            return
+        # Only what the client left unread counts: a burst handed to a client that keeps up
+        # (a big resume, a snapshot larger than the limit) goes out whole.
+        if transport.get_write_buffer_size() > self._max_bytes:
             self.close(CloseCode.SLOW, "slow: reconnect and resume")
             return
-        self._queue.append(frame)
-        self._queued_bytes += len(frame)
-        self._wake.set()
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def close(self, code: CloseCode, reason: str) -> None:
-        """Close once what is queued has gone out; or at once, dropping the queue, for a slow
+        """Close after what is pending has been written; or at once, dropping it, for a slow
         client and on shutdown (the client resumes from its last position either way)."""
         if self.close_code is not None:
             return
-        self.close_code, self.close_reason = code, reason
-        self._wake.set()
-        if code == CloseCode.SLOW:
-            log.info("client %d is too slow (%d bytes unsent); closing with 4008", self.id,
-                     self._queued_bytes)  # fmt: skip
         if code in URGENT:
-            self._queue.clear()
-            self._queued_bytes = 0
-            # The writer may wait on a socket that never drains; cancelling it there would break
-            # aiohttp's flow control, so the socket is let go instead when the grace runs out.
-            asyncio.get_running_loop().call_later(self._grace(), self.abort)
+            self._out.clear()
+            if code == CloseCode.SLOW:
+                log.info("client %d is too slow (%d bytes unread); closing with 4008", self.id,
+                         self._unread())  # fmt: skip
+        else:
+            self.flush()
+        self.close_code, self.close_reason = code, reason
+        asyncio.ensure_future(self._close()).add_done_callback(self._closed)
 
-    def _grace(self) -> float:
-        return SLOW_CLOSE_TIMEOUT if self.close_code == CloseCode.SLOW else CLOSE_TIMEOUT
+    def _closed(self, _: asyncio.Future[None]) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def _unread(self) -> int:
+        return self._transport.get_write_buffer_size() if self._transport else 0
+
+    async def _close(self) -> None:
+        assert self.close_code is not None
+        grace = SLOW_CLOSE_TIMEOUT if self.close_code == CloseCode.SLOW else CLOSE_TIMEOUT
+        # Not wait_for: cancelling aiohttp's close can itself wait on a deaf peer. Give the close
+        # frame its time, then let go of the socket, which also ends the close.
+        closing = asyncio.ensure_future(
+            self.ws.close(code=self.close_code, message=self.close_reason.encode())
+        )
+        await asyncio.wait({closing}, timeout=grace)
+        self.abort()
+        closing.add_done_callback(_quietly)
+
+    def abort(self) -> None:
+        """Let go of a peer that did not take its close frame in time: frees the socket."""
+        if self._transport is not None:
+            self._transport.abort()  # also when closing: it may be flushing to a deaf peer
 
     def may_subscribe(self) -> bool:
         """A token bucket for subscribe and unsubscribe messages."""
@@ -106,40 +177,6 @@ class Client:
         self._tokens -= 1
         return True
 
-    def start_writer(self) -> asyncio.Task[None]:
-        self._writer = asyncio.create_task(self._write(), name=f"ws-writer-{self.id}")
-        return self._writer
-
-    async def _write(self) -> None:
-        """Drain the queue to the socket until the client is closed, then close it."""
-        ws = self.ws
-        try:
-            while self.close_code is None or self._queue:
-                await self._wake.wait()
-                self._wake.clear()
-                while self._queue:
-                    frame = self._queue.popleft()
-                    self._queued_bytes -= len(frame)
-                    self._draining = True  # stays set only while send_frame waits for the socket
-                    await ws.send_frame(frame, WSMsgType.TEXT)
-                    self._draining = False
-        except (ConnectionError, RuntimeError):
-            return  # the socket is gone (the peer left, or it was let go)
-        assert self.close_code is not None
-        # Not wait_for: cancelling aiohttp's close can itself wait on a deaf peer. Give the close
-        # frame its time, then let go of the socket, which also ends the close.
-        closing = asyncio.ensure_future(
-            ws.close(code=self.close_code, message=self.close_reason.encode())
-        )
-        await asyncio.wait({closing}, timeout=self._grace())
-        self.abort()
-        closing.add_done_callback(_quietly)
-
-    def abort(self) -> None:
-        """Let go of a peer that did not take its close frame in time: frees the socket."""
-        if isinstance(self._transport, asyncio.WriteTransport):
-            self._transport.abort()  # also when closing: it may be flushing to a deaf peer
-
 
 def _quietly(task: asyncio.Future[bool]) -> None:
     """Collect the outcome of a close that no one waits for any more."""
@@ -148,7 +185,13 @@ def _quietly(task: asyncio.Future[bool]) -> None:
 
 
 async def handle(
-    request: web.Request, relay: Relay, clients: set[Client], settings: Settings, clock: Clock
+    request: web.Request,
+    *,
+    relay: Relay,
+    clients: set[Client],
+    outbox: Outbox,
+    settings: Settings,
+    clock: Clock,
 ) -> web.StreamResponse:
     # No permessage-deflate: it would compress every frame once per client, defeating the
     # encode-once fan-out; JSON messages here are small.
@@ -159,11 +202,8 @@ async def handle(
         compress=False,
     )
     await ws.prepare(request)
-    client = Client(
-        ws, request.transport, settings.client_queue_bytes, settings.client_queue_frames
-    )
+    client = Client(ws, request.transport, outbox, settings.client_queue_bytes)
     clients.add(client)
-    writer = client.start_writer()
     client.send(protocol.hello(clock.ms(), relay.live, clock.rate))
     try:
         async for msg in ws:
@@ -178,10 +218,8 @@ async def handle(
         relay.unsubscribe(client, client.channels)
         client.close(CloseCode.NORMAL, "")  # no-op when a close is already under way
         try:
-            # The writer sends what is queued (an error, a close frame) and closes.
-            await asyncio.wait_for(asyncio.shield(writer), SLOW_CLOSE_TIMEOUT + 1)
-        except (TimeoutError, ConnectionError, RuntimeError):
-            writer.cancel()
+            await asyncio.wait_for(asyncio.shield(client.closed), SLOW_CLOSE_TIMEOUT + 1)
+        except TimeoutError:
             client.abort()
     return ws
 

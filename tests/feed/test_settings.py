@@ -69,14 +69,14 @@ def test_environment_converts_types() -> None:
             "FEED_HISTORY": "7",
             "FEED_DATA_DIR": "/tmp/feed-data",
             "FEED_REDIS_URL": "redis://env:6379/0",
-            "FEED_CLIENT_QUEUE_FRAMES": "12",
+            "FEED_CLIENT_QUEUE_BYTES": "12000",
         }
     )
     assert loaded.port == 9100
     assert loaded.history == 7
     assert loaded.data_dir == Path("/tmp/feed-data")
     assert loaded.redis_url == "redis://env:6379/0"
-    assert loaded.client_queue_frames == 12
+    assert loaded.client_queue_bytes == 12000
 
 
 def test_empty_redis_url_means_the_embedded_one() -> None:
