@@ -61,7 +61,8 @@ def free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """Have the kernel send this process SIGTERM when the thread that started it ends."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -153,7 +154,7 @@ class RedisProcess:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - runs before exec, no threads involved
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - runs before exec, no threads involved
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout

@@ -36,6 +36,8 @@ class Settings:
     venue_zone: str | None = None
     # HTTP API requests per minute and token.
     api_rate: int = 120
+    # Server processes sharing the port (SO_REUSEPORT), each with its own Redis subscription.
+    workers: int = 1
     # How much faster than real time the demo's clock runs (`feed demo`).
     demo_rate: int = 30
 

@@ -71,6 +71,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
     serve.add_argument("--log-level", choices=LOG_LEVELS)
+    serve.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
     serve.add_argument(
         "--demo", action="store_true", help="play the Smart City Expo Casablanca 2019 demo"
     )
@@ -79,6 +80,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     demo.add_argument("--port", type=int, help="port to listen on (default 8080)")
     demo.add_argument("--log-level", choices=LOG_LEVELS)
+    demo.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
     _common(demo)
 
     publish = sub.add_parser("publish", help="publish a room status or an announcement")
@@ -209,13 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args) if args.command != "watch" else None
         if args.command in ("serve", "demo"):
             assert settings is not None
-            from web.server import serve  # noqa: PLC0415 - aiohttp only where it is needed
+            from web import server  # noqa: PLC0415 - aiohttp only where it is needed
 
-            logging.basicConfig(
-                level=settings.log_level.upper(),
-                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            )
-            asyncio.run(serve(settings, demo=args.command == "demo" or args.demo))
+            logging.basicConfig(level=settings.log_level.upper(), format=server.LOG_FORMAT)
+            server.run(settings, demo=args.command == "demo" or args.demo)
             return 0
         if args.command in ("publish", "schedule", "token"):
             assert settings is not None

@@ -1,23 +1,60 @@
-"""`feed serve`: the process around the application, with its embedded Redis and signals."""
+"""`feed serve`: the processes around the application, with the embedded Redis and signals.
+
+With `--workers N` (N > 1) the command becomes a supervisor: it starts (or shares) the embedded
+Redis, then N worker processes that each bind the same port with SO_REUSEPORT, so the kernel
+spreads new connections over them. Each worker is a whole server with its own Redis subscription
+and hub; clients resume on any of them. A worker that dies is started again; SIGTERM or SIGINT
+stops them all, each closing its websockets with 1001.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import signal
+import time
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from types import FrameType
 
 from aiohttp import web
 
 from feed.bus import redacted
-from feed.embedded import EmbeddedRedis
+from feed.clock import REAL, Clock
+from feed.embedded import EmbeddedRedis, die_with_parent
+from feed.errors import InvalidMessage
 from feed.settings import Settings
 from web.app import create_app
 
 log = logging.getLogger(__name__)
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+STOP_TIMEOUT = 10.0  # seconds workers have to stop before they are killed
+RESTART_DELAY = 1.0  # seconds before a worker that died is started again...
+MAX_RESTART_DELAY = 30.0  # ...doubling while they keep dying, up to this
+
+
+def run(settings: Settings, *, demo: bool = False) -> None:
+    """Serve until SIGTERM or SIGINT: in this process, or in `settings.workers` workers."""
+    if settings.workers == 1:
+        asyncio.run(serve(settings, demo=demo))
+        return
+    if settings.port == 0:
+        raise InvalidMessage("--workers needs a fixed --port: every worker binds the same one")
+    Supervisor(settings, demo=demo).run()
+
+
+def _clock(demo: bool, settings: Settings) -> Clock:
+    if not demo:
+        return REAL
+    from publisher.demo import clock  # noqa: PLC0415 - only the demo needs it
+
+    return clock(settings.demo_rate)
+
 
 async def serve(settings: Settings, *, demo: bool = False) -> None:
-    """Serve until SIGTERM or SIGINT, then close websockets (1001) and stop the embedded Redis.
+    """One process: the embedded Redis if none is configured, and the application.
     With `demo`, also play the demo program on its accelerated clock."""
     embedded: EmbeddedRedis | None = None
     url = settings.redis_url
@@ -28,12 +65,23 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
         url = embedded.start()
         where = "started" if embedded.owner else "shared"
         log.info("embedded Redis %s in %s", where, embedded.data_dir)
-    if demo:
-        from publisher.demo import clock  # noqa: PLC0415
+    takeover = asyncio.create_task(_take_over(embedded)) if embedded else None
+    try:
+        await serve_app(settings, url, clock=_clock(demo, settings), demo=demo)
+    finally:
+        if takeover:
+            takeover.cancel()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+        log.info("stopped")
 
-        app = create_app(settings, url, clock=clock(settings.demo_rate), demo=True)
-    else:
-        app = create_app(settings, url)
+
+async def serve_app(
+    settings: Settings, url: str, *, clock: Clock, demo: bool, reuse_port: bool = False
+) -> None:
+    """Run the application on `url`'s Redis until SIGTERM or SIGINT, then close websockets with
+    1001 and stop. `demo` plays the demo program (in one process only)."""
+    app = create_app(settings, url, clock=clock, demo=demo)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -41,21 +89,15 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
         await site.start()
         log.info(
             "feed serving on http://%s:%d (Redis: %s)", settings.host, settings.port, redacted(url)
         )
-        takeover = asyncio.create_task(_take_over(embedded)) if embedded else None
         await stop.wait()
         log.info("stopping")
-        if takeover:
-            takeover.cancel()
     finally:
         await runner.cleanup()
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
-        log.info("stopped")
 
 
 async def _take_over(embedded: EmbeddedRedis) -> None:
@@ -64,3 +106,88 @@ async def _take_over(embedded: EmbeddedRedis) -> None:
         await asyncio.sleep(1.0)
         if embedded.try_own():  # main thread, as above; a fraction of a second
             log.info("the owner of the embedded Redis stopped; restarted it here")
+
+
+class Supervisor:
+    """Starts the workers, starts again those that die, and stops them all on a signal."""
+
+    def __init__(self, settings: Settings, *, demo: bool) -> None:
+        self.settings = settings
+        self.demo = demo
+        self.clock = _clock(demo, settings)  # one clock for all: the same virtual time
+        self.workers: list[BaseProcess | None] = [None] * settings.workers
+        self._started = [0.0] * settings.workers
+        self._context = multiprocessing.get_context("spawn")
+        self._stopping = False
+
+    def run(self) -> None:
+        embedded: EmbeddedRedis | None = None
+        url = self.settings.redis_url
+        if url is None:
+            embedded = EmbeddedRedis(self.settings.data_dir)
+            url = embedded.start()
+            log.info("embedded Redis %s in %s", "started" if embedded.owner else "shared",
+                     embedded.data_dir)  # fmt: skip
+        previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        delay = RESTART_DELAY
+        try:
+            for index in range(len(self.workers)):
+                self._start(index, url)
+            while not self._stopping:
+                running = [w.sentinel for w in self.workers if w is not None]
+                wait(running, timeout=1.0)
+                if embedded is not None and not embedded.owner and embedded.try_own():
+                    log.info("the owner of the embedded Redis stopped; restarted it here")
+                for index, worker in enumerate(self.workers):
+                    if worker is None or worker.is_alive() or self._stopping:
+                        continue
+                    if time.monotonic() - self._started[index] > 2 * MAX_RESTART_DELAY:
+                        delay = RESTART_DELAY  # it had been running well: not a crash loop
+                    log.error("worker %d exited with %s; starting it again in %.0f s", index,
+                              worker.exitcode, delay)  # fmt: skip
+                    time.sleep(delay)
+                    delay = min(delay * 2, MAX_RESTART_DELAY)
+                    self._start(index, url)
+        finally:
+            self._stop_all()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if embedded is not None:
+                embedded.stop()
+            log.info("stopped")
+
+    def _start(self, index: int, url: str) -> None:
+        # Only the first worker plays the demo; the others share its clock.
+        demo_driver = self.demo and index == 0
+        worker = self._context.Process(
+            target=_worker,
+            args=(self.settings, url, self.clock, demo_driver, index),
+            name=f"feed-worker-{index}",
+        )
+        worker.start()
+        self.workers[index] = worker
+        self._started[index] = time.monotonic()
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        self._stopping = True
+
+    def _stop_all(self) -> None:
+        alive = [w for w in self.workers if w is not None and w.is_alive()]
+        for worker in alive:
+            worker.terminate()  # SIGTERM: each closes its websockets with 1001
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for worker in alive:
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                log.warning("%s did not stop in time; killing it", worker.name)
+                worker.kill()
+                worker.join()
+
+
+def _worker(settings: Settings, url: str, clock: Clock, demo: bool, index: int) -> None:
+    """The body of a worker process."""
+    die_with_parent()  # also when the supervisor is killed outright
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the loop's own handlers are set
+    named = LOG_FORMAT.replace("%(name)s", f"worker {index} %(name)s")
+    logging.basicConfig(level=settings.log_level.upper(), format=named)
+    asyncio.run(serve_app(settings, url, clock=clock, demo=demo, reuse_port=True))
