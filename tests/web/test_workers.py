@@ -114,7 +114,7 @@ async def test_a_killed_worker_is_replaced_and_its_clients_resume_elsewhere(
 
 
 def event_epoch(client: Client) -> str:
-    return next(m["epoch"] for m in client.seen if m["type"] in ("subscribed", "event"))
+    return str(next(m["epoch"] for m in client.seen if m["type"] in ("subscribed", "event")))
 
 
 async def test_stopping_the_supervisor_closes_every_client_with_1001(
