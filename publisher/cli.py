@@ -83,6 +83,14 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
     _common(demo)
 
+    bench = sub.add_parser(
+        "bench",
+        help="measure fan-out: thousands of clients, beside a naive baseline (docs/performance.md)",
+    )
+    from feed.bench.run import add_arguments  # noqa: PLC0415 - light: argparse only
+
+    add_arguments(bench)
+
     publish = sub.add_parser("publish", help="publish a room status or an announcement")
     what = publish.add_subparsers(dest="what", required=True, parser_class=_Parser)
     status = what.add_parser("status", help="set a room's status")
@@ -208,6 +216,10 @@ async def _token(args: argparse.Namespace, settings: Settings) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.command == "bench":
+            from feed.bench import run  # noqa: PLC0415
+
+            return run.main(args)
         settings = _settings(args) if args.command != "watch" else None
         if args.command in ("serve", "demo"):
             assert settings is not None

@@ -1,0 +1,1 @@
+"""`feed bench`: the fan-out benchmark (see docs/performance.md)."""
