@@ -38,11 +38,15 @@ class Settings:
     api_rate: int = 120
     # Server processes sharing the port (SO_REUSEPORT), each with its own Redis subscription.
     workers: int = 1
+    # Python's cyclic garbage collector: "tuned" (frozen start-up objects, rarer collections; see
+    # docs/performance.md) or "default".
+    gc: str = "tuned"
     # How much faster than real time the demo's clock runs (`feed demo`).
     demo_rate: int = 30
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+GC_MODES = ("tuned", "default")
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 
@@ -62,9 +66,12 @@ def _convert(name: str, value: Any, source: str) -> Any:
             if name == "venue_zone" and value not in (None, ""):
                 zone_info(str(value))  # a zone that does not exist stops the start, not an import
             return str(value) if value not in (None, "") else None
-        if name == "log_level" and str(value).lower() not in LOG_LEVELS:
-            raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
-        return str(value).lower() if name == "log_level" else str(value)
+        choices = {"log_level": LOG_LEVELS, "gc": GC_MODES}.get(name)
+        if choices is not None:
+            if str(value).lower() not in choices:
+                raise ValueError(f"expected one of {', '.join(choices)}")
+            return str(value).lower()
+        return str(value)
     except (TypeError, ValueError) as exc:
         raise InvalidMessage(f"{source}: invalid value {value!r} for {name}: {exc}") from None
 

@@ -217,9 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "bench":
-            from feed.bench import run  # noqa: PLC0415
+            from feed.bench.run import main as bench  # noqa: PLC0415
 
-            return run.main(args)
+            return bench(args)
         settings = _settings(args) if args.command != "watch" else None
         if args.command in ("serve", "demo"):
             assert settings is not None

@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import logging
 import time
+from typing import cast
 
 from aiohttp import WSMsgType, web
 
@@ -100,7 +101,8 @@ class Client:
         self.close_code: CloseCode | None = None
         self.close_reason = ""
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._transport = transport if isinstance(transport, asyncio.WriteTransport) else None
+        # Any loop's transport (uvloop's are not asyncio.WriteTransport by type).
+        self._transport = cast(asyncio.WriteTransport | None, transport)
         self._outbox = outbox
         self._out: list[bytes] = []  # frames for the next write
         self._max_bytes = max_bytes
@@ -117,16 +119,19 @@ class Client:
     def flush(self) -> None:
         """Write the pending frames in one go; a client that has not taken what it was given
         before, past its byte limit, is closed as slow instead."""
-        out, self._out = self._out, []
+        out = self._out  # the same list every time: nothing for the garbage collector
         transport = self._transport
         if not out or transport is None or transport.is_closing():
+            out.clear()
             return
         # Only what the client left unread counts: a burst handed to a client that keeps up
         # (a big resume, a snapshot larger than the limit) goes out whole.
         if transport.get_write_buffer_size() > self._max_bytes:
+            out.clear()
             self.close(CloseCode.SLOW, "slow: reconnect and resume")
             return
         transport.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
 
     def close(self, code: CloseCode, reason: str) -> None:
         """Close after what is pending has been written; or at once, dropping it, for a slow

@@ -73,13 +73,18 @@ async def _follower(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
 def create_app(redis_url: str) -> web.Application:
     app = web.Application()
-    app[SUBSCRIBERS] = defaultdict(set)
+    subscribers: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
+    app[SUBSCRIBERS] = subscribers
     app[REDIS_URL] = redis_url
     app.cleanup_ctx.append(_follower)
     app.router.add_get("/ws", websocket)
-    app.router.add_get("/healthz", lambda _: web.json_response({"status": "ok"}))
+    app.router.add_get("/healthz", healthz)
     return app
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no screen
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 COLORS = {"feed": "#1f6feb", "naive": "#d1242f"}
 
@@ -22,7 +22,8 @@ def draw(results: dict[str, Any], path: Path) -> None:
             continue
         values = r["_latencies"]
         ys = [(i + 1) / len(values) for i in range(len(values))]
-        label = f"{r['server']}: p50 {r['latency_ms']['p50']:.0f} ms, p99 {r['latency_ms']['p99']:.0f} ms"
+        lat = r["latency_ms"]
+        label = f"{r['server']}: p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms"
         left.plot(values, ys, color=COLORS[r["server"]], label=label)
     left.set_xscale("log")
     left.set_xlabel("publish to receive (ms, log scale)")
@@ -32,11 +33,19 @@ def draw(results: dict[str, Any], path: Path) -> None:
     left.grid(True, which="both", alpha=0.3)
     left.legend(loc="lower right")
     for server in ("feed", "naive"):
-        points = sorted((r["clients"], r["deliveries_per_s"]) for r in runs
-                        if r["server"] == server and r["scenario"] == "burst")  # fmt: skip
+        points = sorted(
+            (r["clients"], r["deliveries_per_s"])
+            for r in runs
+            if r["server"] == server and r["scenario"] == "burst"
+        )
         if points:
-            xs, ys = zip(*points, strict=True)
-            right.plot(xs, [y / 1000 for y in ys], "o-", color=COLORS[server], label=server)
+            right.plot(
+                [x for x, _ in points],
+                [y / 1000 for _, y in points],
+                "o-",
+                color=COLORS[server],
+                label=server,
+            )
     right.set_xlabel("clients")
     right.set_ylabel("deliveries per second (thousands)")
     messages = next((r["messages"] for r in runs), 0)
@@ -45,8 +54,11 @@ def draw(results: dict[str, Any], path: Path) -> None:
     right.grid(True, alpha=0.3)
     right.legend(loc="upper left")
     m = results["machine"]
-    fig.suptitle(f"feed bench: {m['cores']} cores ({m['processor']}), Python {m['python']},"
-                 f" {m['date']}; server, Redis and load generators share the machine", fontsize=9)  # fmt: skip
+    fig.suptitle(
+        f"feed bench: {m['cores']} cores ({m['processor']}), Python {m['python']},"
+        f" {m['date']}; server, Redis and load generators share the machine",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -58,15 +58,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--messages", type=int, default=200, help="messages per scenario (200)")
     p.add_argument("--rate", type=float, default=20.0, help="messages per second, paced (20)")
     p.add_argument("--idle", type=int, default=10_000, help="idle connections; 0 skips (10000)")
-    p.add_argument("--storm", action=argparse.BooleanOptionalAction, default=True,
-                   help="run the reconnect storm at the largest N (default: yes)")  # fmt: skip
-    p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
-                   help="also measure the naive baseline (default: yes)")  # fmt: skip
+    p.add_argument(
+        "--storm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the reconnect storm at the largest N (default: yes)",
+    )
+    p.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the naive baseline (default: yes)",
+    )
     p.add_argument("--workers", type=int, default=1, help="`feed serve --workers` (1)")
-    p.add_argument("--loadgens", type=int, default=max(2, os.cpu_count() or 1),
-                   help="load generator processes (default: the number of cores, at least 2)")  # fmt: skip
-    p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
-                   help="an environment variable for `feed serve` (repeat)")  # fmt: skip
+    p.add_argument(
+        "--loadgens",
+        type=int,
+        default=max(2, os.cpu_count() or 1),
+        help="load generator processes (default: the number of cores, at least 2)",
+    )
+    p.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for `feed serve` (repeat)",
+    )
     p.add_argument("--json", type=Path, help="write every figure to this JSON file")
     p.add_argument("--plot", type=Path, help="draw the results to this PNG file (matplotlib)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per step (120)")
@@ -129,15 +146,33 @@ def start_server(kind: str, redis_url: str, workdir: Path, args: argparse.Namesp
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
     if kind == "feed":
-        command = [sys.executable, "-m", "publisher.cli", "serve", "--port", str(port),
-                   "--redis-url", redis_url, "--log-level", "warning",
-                   "--workers", str(args.workers)]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "publisher.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--redis-url",
+            redis_url,
+            "--log-level",
+            "warning",
+            "--workers",
+            str(args.workers),
+        ]
         for assignment in args.server_env:
             name, _, value = assignment.partition("=")
             env[name] = value
     else:
-        command = [sys.executable, "-m", "feed.bench.naive", "--port", str(port),
-                   "--redis-url", redis_url]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "feed.bench.naive",
+            "--port",
+            str(port),
+            "--redis-url",
+            redis_url,
+        ]
     log = workdir / f"{kind}-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -188,10 +223,12 @@ class LoadGens:
             conn.send(commands[i] if len(commands) > 1 else commands[0])
         return list(await asyncio.gather(*(asyncio.to_thread(c.recv) for c in self.conns)))
 
-    async def connect(self, clients: int, timeout: float) -> dict[str, Any]:
-        shares = [clients // len(self.conns) + (i < clients % len(self.conns))
-                  for i in range(len(self.conns))]  # fmt: skip
-        replies = await self.call(*[("connect", n, timeout) for n in shares])
+    async def connect(self, clients: int, within: float) -> dict[str, Any]:
+        shares = [
+            clients // len(self.conns) + (i < clients % len(self.conns))
+            for i in range(len(self.conns))
+        ]
+        replies = await self.call(*[("connect", n, within) for n in shares])
         return {
             "clients": sum(r["clients"] for r in replies),
             "failed": sum(r["failed"] for r in replies),
@@ -221,8 +258,9 @@ def text(n: int) -> str:
 
 
 async def publish(pub: Publisher, n: int) -> None:
-    await pub.announce(text(n), rooms=[CHANNEL.split(":", 1)[1]],
-                       announcement_id=f"bench-{n % ANNOUNCEMENT_IDS}")  # fmt: skip
+    await pub.announce(
+        text(n), rooms=[CHANNEL.split(":", 1)[1]], announcement_id=f"bench-{n % ANNOUNCEMENT_IDS}"
+    )
 
 
 async def publish_paced(pub: Publisher, count: int, rate: float | None) -> float:
@@ -274,19 +312,23 @@ def summarize(replies: list[dict[str, Any]], started: float) -> dict[str, Any]:
 
 async def scenario(
     name: str,
+    *,
     server: Server,
     gens: LoadGens,
     pub: Publisher,
     redis: RedisProcess,
     args: argparse.Namespace,
-    *,
     rate: float | None,
     storm: bool = False,
 ) -> dict[str, Any]:
     base = (await pub.bus.sync(CHANNEL)).seq
     count = args.messages
     await gens.call(("expect", base, count))
-    cpu = (cpu_seconds(server.proc.pid), cpu_seconds(redis.proc.pid if redis.proc else 0), gens.cpu())
+    cpu = (
+        cpu_seconds(server.proc.pid),
+        cpu_seconds(redis.proc.pid if redis.proc else 0),
+        gens.cpu(),
+    )
     publishing = asyncio.create_task(publish_paced(pub, count, rate))
     storm_result: dict[str, Any] | None = None
     if storm:
@@ -300,6 +342,7 @@ async def scenario(
             "all_resumed_after_s": max(r["all_resumed_after"] for r in replies),
         }
     started = await publishing
+    published = time.time()
     replies = await gens.call(("wait", args.timeout))
     result = summarize(replies, started)
     server_cpu = cpu_seconds(server.proc.pid) - cpu[0]
@@ -308,6 +351,7 @@ async def scenario(
         "server": server.kind,
         "rate": rate,
         "messages": count,
+        "publish_s": published - started,
         "cpu_s": {
             "server": server_cpu,
             "redis": cpu_seconds(redis.proc.pid if redis.proc else 0) - cpu[1],
@@ -323,9 +367,7 @@ async def scenario(
     return result
 
 
-async def idle(
-    redis: RedisProcess, workdir: Path, args: argparse.Namespace
-) -> dict[str, Any]:
+async def idle(redis: RedisProcess, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Memory of `--idle` connections, subscribed and quiet, in one server process."""
     single = argparse.Namespace(**{**vars(args), "workers": 1})
     server = start_server("feed", redis.url, workdir, single)
@@ -364,8 +406,10 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     gens = LoadGens.start(args.loadgens, server.url, CHANNEL)
                     try:
                         opened = await gens.connect(n, args.timeout)
-                        say(f"{kind}: {opened['clients']} clients connected in"
-                            f" {opened['seconds']:.1f} s ({opened['failed']} failed)")  # fmt: skip
+                        say(
+                            f"{kind}: {opened['clients']} clients connected in"
+                            f" {opened['seconds']:.1f} s ({opened['failed']} failed)"
+                        )
                         for name, rate, storm in (
                             ("burst", None, False),
                             ("rate", args.rate, False),
@@ -374,7 +418,14 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                             if storm and not (args.storm and kind == "feed" and n == counts[-1]):
                                 continue
                             result = await scenario(
-                                name, server, gens, pub, redis, args, rate=rate, storm=storm
+                                name,
+                                server=server,
+                                gens=gens,
+                                pub=pub,
+                                redis=redis,
+                                args=args,
+                                rate=rate,
+                                storm=storm,
                             )
                             result["clients"] = opened["clients"]
                             result["connect_s"] = opened["seconds"]
@@ -408,8 +459,16 @@ def ratios(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for run in runs:
         if run["server"] != "feed" or run["scenario"] not in ("burst", "rate"):
             continue
-        base = next((r for r in runs if r["server"] == "naive" and r["scenario"] == run["scenario"]
-                     and r["clients"] == run["clients"]), None)  # fmt: skip
+        base = next(
+            (
+                r
+                for r in runs
+                if r["server"] == "naive"
+                and r["scenario"] == run["scenario"]
+                and r["clients"] == run["clients"]
+            ),
+            None,
+        )
         if base is None:
             continue
         key = f"{run['scenario']}@{run['clients']}"
@@ -446,8 +505,11 @@ def _cpu_model() -> str:
 
 
 def options(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-            if k not in ("command", "json", "plot")}  # fmt: skip
+    return {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in vars(args).items()
+        if k not in ("command", "json", "plot")
+    }
 
 
 def say(message: str) -> None:
@@ -456,29 +518,39 @@ def say(message: str) -> None:
 
 def line(r: dict[str, Any]) -> str:
     if r["scenario"] == "idle":
-        return (f"feed idle: {r['clients']} connections, "
-                f"{r['bytes_per_connection'] / 1024:.1f} KiB each "
-                f"(RSS {r['rss_before'] / 2**20:.0f} -> {r['rss_after'] / 2**20:.0f} MiB)")  # fmt: skip
+        return (
+            f"feed idle: {r['clients']} connections, "
+            f"{r['bytes_per_connection'] / 1024:.1f} KiB each "
+            f"(RSS {r['rss_before'] / 2**20:.0f} -> {r['rss_after'] / 2**20:.0f} MiB)"
+        )
     lat = r["latency_ms"]
-    text_ = (f"{r['server']} {r['scenario']} N={r['clients']}: "
-             f"{r['deliveries_per_s'] / 1000:,.0f}k deliveries/s, p50 {lat['p50']:.0f} ms, "
-             f"p99 {lat['p99']:.0f} ms, max {lat['max']:.0f} ms; "
-             f"server {r['server_us_per_delivery']:.2f} us CPU/delivery, "
-             f"peak {r['server_memory']['peak'] / 2**20:.0f} MiB; "
-             f"lost {r['lost']}, dup {r['duplicates']}, reordered {r['reordered']}")  # fmt: skip
+    text_ = (
+        f"{r['server']} {r['scenario']} N={r['clients']}: "
+        f"{r['deliveries_per_s'] / 1000:,.0f}k deliveries/s, p50 {lat['p50']:.0f} ms, "
+        f"p99 {lat['p99']:.0f} ms, max {lat['max']:.0f} ms; "
+        f"server {r['server_us_per_delivery']:.2f} us CPU/delivery, "
+        f"peak {r['server_memory']['peak'] / 2**20:.0f} MiB; "
+        f"published in {r['publish_s']:.2f} s; CPU s: server {r['cpu_s']['server']:.1f}, "
+        f"Redis {r['cpu_s']['redis']:.1f}, load generators {r['cpu_s']['loadgen']:.1f}; "
+        f"lost {r['lost']}, dup {r['duplicates']}, reordered {r['reordered']}"
+    )
     if r["closes"]:
         text_ += f"; closes {r['closes']}"
     if "storm" in r:
         s = r["storm"]
-        text_ += (f"; storm: {s['resumed']} resumed, {s['snapshots']} snapshots, "
-                  f"{s['failed']} failed, all back in {s['all_resumed_after_s']:.2f} s")  # fmt: skip
+        text_ += (
+            f"; storm: {s['resumed']} resumed, {s['snapshots']} snapshots, "
+            f"{s['failed']} failed, all back in {s['all_resumed_after_s']:.2f} s"
+        )
     return text_
 
 
 def report(results: dict[str, Any]) -> None:
     for key, r in results["ratios"].items():
-        say(f"feed / naive, {key}: deliveries/s x{r['deliveries_per_s']:.2f}, "
-            f"p99 x{r['p99']:.2f}, CPU per delivery x{r['server_us_per_delivery']:.2f}")  # fmt: skip
+        say(
+            f"feed / naive, {key}: deliveries/s x{r['deliveries_per_s']:.2f}, "
+            f"p99 x{r['p99']:.2f}, CPU per delivery x{r['server_us_per_delivery']:.2f}"
+        )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -486,6 +558,13 @@ def main(args: argparse.Namespace) -> int:
     parse_counts(args.clients)
     if not Path("/proc/self/stat").exists():
         raise InvalidMessage("feed bench reads CPU and memory from /proc: it runs on Linux")
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401, PLC0415
+        except ImportError:
+            raise InvalidMessage(
+                "--plot needs matplotlib: pip install 'live-session-feed[bench]'"
+            ) from None
     with tempfile.TemporaryDirectory(prefix="feed-bench-") as tmp:
         results = asyncio.run(measure(args, Path(tmp)))
     report(results)
@@ -499,7 +578,11 @@ def main(args: argparse.Namespace) -> int:
     if args.json is not None:
         args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
         say(f"figures written to {args.json}")
-    bad = [r for r in results["runs"] if r["scenario"] != "idle"
-           and r["server"] == "feed" and (r["lost"] or r["duplicates"] or r["reordered"])]  # fmt: skip
+    bad = [
+        r
+        for r in results["runs"]
+        if r["scenario"] != "idle"
+        and r["server"] == "feed"
+        and (r["lost"] or r["duplicates"] or r["reordered"])
+    ]
     return 1 if bad else 0
-

@@ -1,0 +1,56 @@
+"""`feed bench` end to end, small: real servers, real load generator processes, real Redis."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.conftest import feed_command
+
+
+@pytest.mark.timeout(180)
+def test_bench_measures_both_servers_and_counts_every_message(tmp_path: Path) -> None:
+    out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
+    done = subprocess.run(
+        feed_command(
+            "bench", "--clients", "20,60", "--messages", "30", "--rate", "60", "--idle", "200",
+            "--loadgens", "2", "--json", str(out), "--plot", str(plot), "--timeout", "60",
+        ),
+        capture_output=True, text=True, timeout=170, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = orjson.loads(out.read_bytes())
+    runs = results["runs"]
+    scenarios = {(r["server"], r["scenario"], r["clients"]) for r in runs}
+    for server in ("feed", "naive"):
+        for n in (20, 60):
+            assert {(server, "burst", n), (server, "rate", n)} <= scenarios
+    assert ("feed", "storm", 60) in scenarios
+    for r in runs:
+        if r["scenario"] == "idle":
+            assert r["clients"] == 200 and r["failed"] == 0
+            assert 0 < r["bytes_per_connection"] < 200_000
+            continue
+        assert r["expected"] == r["clients"] * 30
+        assert (r["received"], r["lost"], r["duplicates"], r["reordered"]) == (
+            r["expected"], 0, 0, 0
+        )  # fmt: skip
+        assert r["deliveries_per_s"] > 0 and r["latency_ms"]["p50"] <= r["latency_ms"]["max"]
+        assert r["cpu_s"]["server"] >= 0 and r["server_memory"]["peak"] > 0
+    storm = next(r["storm"] for r in runs if r["scenario"] == "storm")
+    assert storm["resumed"] == 60 and storm["snapshots"] == 0 and storm["failed"] == 0
+    assert set(results["ratios"]) == {"burst@20", "rate@20", "burst@60", "rate@60"}
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    assert "feed / naive, burst@60" in done.stdout
+
+
+def test_bench_refuses_bad_counts(tmp_path: Path) -> None:
+    done = subprocess.run(
+        feed_command("bench", "--clients", "many"),
+        capture_output=True, text=True, timeout=30, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--clients takes whole numbers" in done.stderr
