@@ -81,7 +81,12 @@ class Outbox:
     def flush(self) -> None:
         dirty, self._dirty = self._dirty, []
         for client in dirty:
-            client.flush()
+            try:
+                client.flush()
+            except Exception:
+                # One client's failure must not keep the others from their writes.
+                log.exception("writing to client %d failed; dropping it", client.id)
+                client.abort()
 
 
 class Client:
@@ -121,17 +126,18 @@ class Client:
         before, past its byte limit, is closed as slow instead."""
         out = self._out  # the same list every time: nothing for the garbage collector
         transport = self._transport
-        if not out or transport is None or transport.is_closing():
-            out.clear()
-            return
-        # Only what the client left unread counts: a burst handed to a client that keeps up
-        # (a big resume, a snapshot larger than the limit) goes out whole.
-        if transport.get_write_buffer_size() > self._max_bytes:
-            out.clear()
-            self.close(CloseCode.SLOW, "slow: reconnect and resume")
-            return
-        transport.write(out[0] if len(out) == 1 else b"".join(out))
-        out.clear()
+        try:
+            if not out or transport is None or transport.is_closing():
+                return
+            # Only what the client left unread counts: a burst handed to a client that keeps up
+            # (a big resume, a snapshot larger than the limit) goes out whole.
+            if transport.get_write_buffer_size() > self._max_bytes:
+                out.clear()
+                self.close(CloseCode.SLOW, "slow: reconnect and resume")
+                return
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+        finally:
+            out.clear()  # else `send` would take the client for pending and never write again
 
     def close(self, code: CloseCode, reason: str) -> None:
         """Close after what is pending has been written; or at once, dropping it, for a slow

@@ -118,6 +118,8 @@ def test_port_zero_is_allowed_but_history_zero_is_not() -> None:
         ({"FEED_PORT": ""}, "FEED_PORT: invalid value '' for port"),
         ({"FEED_HISTORY": "-3"}, "FEED_HISTORY: invalid value '-3' for history"),
         ({"FEED_CLIENT_QUEUE_BYTES": "1.5"}, "FEED_CLIENT_QUEUE_BYTES: invalid value"),
+        ({"FEED_WORKERS": "0"}, "FEED_WORKERS: invalid value '0' for workers"),
+        ({"FEED_GC": "off"}, "FEED_GC: invalid value 'off' for gc: expected one of tuned, default"),
     ],
 )
 def test_invalid_environment_values(environ: dict[str, str], match: str) -> None:
@@ -171,3 +173,9 @@ def test_booleans_and_floats_in_the_file_are_rejected(tmp_path: Path, line: str)
 def test_unknown_log_level_is_rejected() -> None:
     with pytest.raises(InvalidMessage, match="log_level"):
         settings.load(environ={"FEED_LOG_LEVEL": "verbose"})
+
+
+def test_gc_mode_and_workers() -> None:
+    loaded = settings.load(environ={"FEED_GC": "Default", "FEED_WORKERS": "4"})
+    assert (loaded.gc, loaded.workers) == ("default", 4)
+    assert settings.load(environ={}).gc == "tuned"

@@ -103,3 +103,21 @@ async def test_a_client_that_leaves_too_much_unread_is_closed_as_slow() -> None:
     assert cq.close_code is None and len(quick.writes) == 2
     await asyncio.wait_for(cs.closed, 6)
     assert slow.aborted
+
+
+class Broken(Transport):
+    def write(self, data: bytes) -> None:
+        raise OSError("the socket broke in a way nobody expected")
+
+
+async def test_one_client_failing_to_write_does_not_stop_the_others() -> None:
+    outbox = Outbox()
+    broken, fine = Broken(), Transport()
+    cb, cf = client(outbox, broken), client(outbox, fine)
+    for c in (cb, cf):
+        c.send(b"{}")
+    await turn()
+    assert broken.aborted and fine.writes == [text_frame(b"{}")]
+    cf.send(b"[]")
+    await turn()
+    assert fine.writes[-1] == text_frame(b"[]")
