@@ -15,10 +15,11 @@ import random
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
-from feed import protocol
+from feed import keys, protocol
 from feed.bus import Bus
 from feed.errors import InvalidMessage, Unavailable, raise_if_cancelled
 from feed.hub import Hub, NeedHistory, Sink
+from feed.models import Kind
 from feed.protocol import Position
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ class Relay:
         # One history read per client and channel: a newer request replaces an older one.
         self._reads: dict[tuple[Sink, str], asyncio.Task[None]] = {}
         self._read_slots = asyncio.Semaphore(HISTORY_READS)
+        # The imported program's room ids, as last read: None while no program is imported (any
+        # room may be followed) or before the first read (nothing is refused on a guess).
+        self.rooms: frozenset[str] | None = None
 
     async def run(self) -> None:
         """Follow the bus and keep channels synced until cancelled."""
@@ -78,6 +82,21 @@ class Relay:
             )
 
     # ---- what clients ask ---------------------------------------------------------------------
+
+    def allowed(self, channel: str) -> bool:
+        """Whether clients may follow `channel`: `venue`, and the program's rooms once there is
+        a program (before, any room: a setup without a program names its rooms as it goes)."""
+        if channel == keys.VENUE or self.rooms is None:
+            return True
+        return channel.removeprefix(keys.ROOM_PREFIX) in self.rooms
+
+    async def _load_rooms(self) -> None:
+        try:
+            rooms = await self.bus.program_rooms()
+        except Unavailable as exc:
+            log.info("could not read the program's rooms (will retry): %s", exc)
+            return
+        self.rooms = frozenset(rooms) if rooms is not None else None
 
     def subscribe(self, sink: Sink, channels: Iterable[str], since: Mapping[str, Position]) -> None:
         for name in channels:
@@ -125,6 +144,7 @@ class Relay:
         self.subscribed = True
         self.hub.suspend()
         self._want(*self.hub.channels)
+        self._spawn(self._load_rooms())  # an import may have happened while we were away
 
     def _on_down(self, reason: str) -> None:
         log.warning("lost the Redis subscription (%s); serving the last known state", reason)
@@ -144,6 +164,8 @@ class Relay:
             self.bad_envelopes += 1
             log.warning("dropping a malformed envelope from Redis: %s", exc)
             return
+        if event.kind in (Kind.SCHEDULE, Kind.PROGRAM):
+            self._spawn(self._load_rooms())  # a program was imported: its rooms may differ
         if self.hub.event(event):
             self._want(event.channel)
 

@@ -21,9 +21,9 @@ from typing import cast
 
 from aiohttp import WSMsgType, web
 
-from feed import protocol
+from feed import keys, protocol
 from feed.clock import Clock
-from feed.errors import CloseCode, FeedError, LimitExceeded
+from feed.errors import CloseCode, FeedError, LimitExceeded, NotFound
 from feed.protocol import Ping, Subscribe, Unsubscribe
 from feed.relay import Relay
 from feed.settings import Settings
@@ -249,8 +249,18 @@ def _receive(client: Client, relay: Relay, data: str, clock: Clock) -> None:
                 raise LimitExceeded(
                     f"at most {protocol.MAX_CHANNELS_PER_CONNECTION} channels per connection"
                 )
-            client.channels.update(msg.channels)
-            relay.subscribe(client, msg.channels, msg.since)
+            unknown = [c for c in msg.channels if not relay.allowed(c)]
+            channels = [c for c in msg.channels if c not in unknown]
+            client.channels.update(channels)
+            relay.subscribe(client, channels, msg.since)
+            if unknown:  # the others are followed: a mistyped room keeps the venue's news
+                client.errors += 1
+                names = ", ".join(c.removeprefix(keys.ROOM_PREFIX) for c in unknown)
+                client.send(
+                    protocol.error(
+                        NotFound.code, f"no room {names} in the program", channels=unknown
+                    )
+                )
         elif isinstance(msg, Unsubscribe):
             relay.unsubscribe(client, msg.channels)
             client.channels.difference_update(msg.channels)

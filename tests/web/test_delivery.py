@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import redis.asyncio as aioredis
 
 from feed.embedded import RedisProcess
 from publisher import Publisher
 from tests.conftest import FeedServer, connect
 
 Servers = Callable[..., FeedServer]
+EXPO = Path(__file__).resolve().parent / "fixtures" / "expo.json"
 
 
 def seqs(msgs: list[dict[str, Any]], kind: str = "event") -> list[int]:
@@ -174,3 +178,29 @@ async def test_a_snapshot_bigger_than_the_client_queue_still_goes_out(
         async with connect(server.ws_url) as client:
             got = await client.subscribe(["venue"])
     assert len(got[0]["state"]["announcements"]) == 5
+
+
+async def test_once_a_program_is_imported_only_its_rooms_can_be_followed(
+    redis: RedisProcess, feed_server: Servers
+) -> None:
+    server = feed_server(redis.url)
+    async with connect(server.ws_url) as client:  # no program yet: any room, as before
+        got = await client.subscribe(["room:anything"])
+        assert got[-1]["type"] == "subscribed"
+    async with Publisher(redis.url) as pub:
+        await pub.import_program(EXPO.read_bytes(), source="expo.json")
+    raw = aioredis.Redis.from_url(redis.url)
+    try:
+        async with connect(server.ws_url) as client:
+            await client.send({"type": "subscribe", "channels": ["room:nowhere", "venue"]})
+            got = await client.until(lambda m: m["type"] == "subscribed")
+            error = next(m for m in got if m["type"] == "error")
+            assert error["code"] == "not_found" and error["channels"] == ["room:nowhere"]
+            assert "nowhere" in error["message"]
+            assert got[-1]["channel"] == "venue"  # the rest of the message is served
+            got = await client.subscribe(["room:atlas"])
+            assert got[-1]["type"] == "subscribed"
+        # Asking for a room that does not exist leaves nothing behind in Redis.
+        assert not [k async for k in raw.scan_iter(match="*nowhere*")]
+    finally:
+        await raw.aclose()

@@ -235,13 +235,19 @@ async def test_a_silent_connection_is_noticed_and_a_mistyped_room_still_gets_eme
     redis: RedisProcess, feed_server: Servers, browser: Any
 ) -> None:
     server = feed_server(redis.url)
+    async with Publisher(redis.url) as pub:
+        await pub.import_program(EXPO.read_bytes(), source="expo.json")
     page = await door(browser, server, "atlas")
     mistyped = await browser.new_page()
-    await mistyped.goto(f"{server.url}/screen/room/Atlas%20Hall?lang=en")
+    await mistyped.goto(f"{server.url}/screen/room/Atlas%20Hall?lang=en")  # not a room id
     await expect(mistyped.locator("#room")).to_have_text("Unknown room")
+    elsewhere = await browser.new_page()
+    await elsewhere.goto(f"{server.url}/screen/room/nowhere?lang=en")  # not in the program
+    await expect(elsewhere.locator("#room")).to_have_text("Unknown room")
     async with Publisher(redis.url) as pub:
         made = await pub.announce("Evacuate", priority="emergency")
         await expect(mistyped.locator(".emergency-text")).to_have_text("Evacuate")
+        await expect(elsewhere.locator(".emergency-text")).to_have_text("Evacuate")
         await pub.retract(made["id"])
     assert server.proc is not None
     server.proc.send_signal(signal.SIGSTOP)  # the server hangs: no close, no error, silence

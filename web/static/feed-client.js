@@ -86,6 +86,7 @@ export class FeedClient extends EventTarget {
     this.channels = [...new Set(channels)];
     this.url = url || `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
     this.states = new Map(); // channel -> {epoch, seq, state}
+    this.unknown = new Set(); // channels the server says do not exist (not in the program)
     this.persist = persist;
     if (persist) {
       try {
@@ -247,8 +248,19 @@ export class FeedClient extends EventTarget {
         this.changed(msg.channel, msg);
         break;
       }
+      case "subscribed":
+        this.unknown.delete(msg.channel); // a new program may have added it
+        break;
+      case "error":
+        if (msg.code === "not_found" && Array.isArray(msg.channels)) {
+          for (const channel of msg.channels) {
+            this.unknown.add(channel);
+            this.changed(channel, null);
+          }
+        }
+        break;
       default:
-        break; // subscribed, unsubscribed, error and types added later
+        break; // subscribed, unsubscribed and types added later
     }
   }
 

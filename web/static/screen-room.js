@@ -16,9 +16,11 @@ function roomOfPath() {
 
 const room = roomOfPath();
 // A mistyped room must not cost this screen the venue's announcements and emergencies.
-const known = /^[a-z0-9][a-z0-9_-]{0,63}$/.test(room);
+const wellFormed = /^[a-z0-9][a-z0-9_-]{0,63}$/.test(room);
 const channel = `room:${room}`;
-const feed = new FeedClient(known ? [channel, "venue"] : ["venue"]);
+const feed = new FeedClient(wellFormed ? [channel, "venue"] : ["venue"]);
+// Not a room id, or the server says the program has no such room.
+const known = () => wellFormed && !feed.unknown.has(channel);
 let lang = chooseLanguage();
 
 function minutes(ms) {
@@ -36,7 +38,7 @@ function render() {
       $("clock").dateTime = new Date(now).toISOString();
     },
     () => {
-      const name = known ? state.name || room : t(lang, "unknown_room");
+      const name = known() ? state.name || room : t(lang, "unknown_room");
       document.title = name;
       keyed($("room"), name, () => [bdi(name)]);
       badge($("status"), state, lang);
@@ -57,7 +59,7 @@ function render() {
         : el("p", t(lang, "nothing_next"), { class: "empty" })]);
     },
     () => {
-      const notes = feed.announcements(known ? [channel, "venue"] : ["venue"]);
+      const notes = feed.announcements(known() ? [channel, "venue"] : ["venue"]);
       const emergency = notes.find((a) => a.priority === "emergency");
       const shown = notes.filter((a) => a !== emergency);
       setText($("announcements-label"), t(lang, "announcements"));
