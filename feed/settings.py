@@ -36,6 +36,15 @@ class Settings:
     venue_zone: str | None = None
     # HTTP API requests per minute and token.
     api_rate: int = 120
+    # Browser pages from other origins allowed to open websockets, comma-separated
+    # ("https://app.example.org,https://other.example"), or "*"; none: the server's own pages.
+    # Clients that send no Origin (screens' players, scripts, `feed watch`) are not concerned.
+    allowed_origins: str | None = None
+    # Origins whose pages may call the HTTP API (CORS), comma-separated, or "*"; none: no CORS.
+    cors_origins: str | None = None
+    # Websocket connections at once from one address; 0: no limit. Behind a reverse proxy every
+    # client has the proxy's address: limit there instead (docs/operations.md).
+    max_connections_per_ip: int = 1000
     # Server processes sharing the port (SO_REUSEPORT), each with its own Redis subscription.
     workers: int = 1
     # Python's cyclic garbage collector: "tuned" (frozen start-up objects, rarer collections; see
@@ -46,6 +55,7 @@ class Settings:
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+ZERO_ALLOWED = ("port", "max_connections_per_ip")
 GC_MODES = ("tuned", "default")
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
@@ -57,7 +67,7 @@ def _convert(name: str, value: Any, source: str) -> Any:
             if isinstance(value, bool) or not isinstance(value, int | str):
                 raise ValueError("expected a whole number")
             number = int(value)
-            if number < (0 if name == "port" else 1) or (name == "port" and number > 65535):
+            if number < (0 if name in ZERO_ALLOWED else 1) or (name == "port" and number > 65535):
                 raise ValueError(f"{number} is out of range")
             return number
         if kind == "Path":
@@ -65,6 +75,8 @@ def _convert(name: str, value: Any, source: str) -> Any:
         if kind == "str | None":
             if name == "venue_zone" and value not in (None, ""):
                 zone_info(str(value))  # a zone that does not exist stops the start, not an import
+            if name in ("allowed_origins", "cors_origins") and value not in (None, ""):
+                origins(str(value))
             return str(value) if value not in (None, "") else None
         choices = {"log_level": LOG_LEVELS, "gc": GC_MODES}.get(name)
         if choices is not None:
@@ -74,6 +86,16 @@ def _convert(name: str, value: Any, source: str) -> Any:
         return str(value)
     except (TypeError, ValueError) as exc:
         raise InvalidMessage(f"{source}: invalid value {value!r} for {name}: {exc}") from None
+
+
+def origins(value: str | None) -> frozenset[str]:
+    """A comma-separated list of origins (`scheme://host[:port]`, or `*` for any), checked."""
+    found = frozenset(o.strip().rstrip("/").lower() for o in (value or "").split(",") if o.strip())
+    for origin in found - {"*"}:
+        scheme, sep, host = origin.partition("://")
+        if scheme not in ("http", "https") or not sep or not host or "/" in host:
+            raise ValueError(f"{origin!r} is not an origin like https://screens.example.org")
+    return found
 
 
 def load(

@@ -16,6 +16,7 @@ from feed.clock import REAL, Clock
 from feed.errors import (
     CloseCode,
     FeedError,
+    Forbidden,
     RateLimited,
     Unauthorized,
     error_body,
@@ -23,7 +24,7 @@ from feed.errors import (
 )
 from feed.hub import Hub
 from feed.relay import Relay
-from feed.settings import Settings
+from feed.settings import Settings, origins
 from publisher.api import Publisher
 from web import api, ws
 
@@ -35,6 +36,8 @@ REDIS_URL = web.AppKey("redis_url", str)
 RELAY = web.AppKey("relay", Relay)
 CLIENTS: web.AppKey[set[ws.Client]] = web.AppKey("clients")
 OUTBOX: web.AppKey[ws.Outbox] = web.AppKey("outbox")
+GATE: web.AppKey[ws.Gate] = web.AppKey("gate")
+CORS: web.AppKey[frozenset[str]] = web.AppKey("cors")
 
 
 EXPIRY_EVERY = 1.0  # seconds between looks for expired announcements
@@ -45,12 +48,15 @@ def create_app(
     settings: Settings, redis_url: str, *, clock: Clock = REAL, demo: bool = False
 ) -> web.Application:
     """The application; `demo` also plays the demo program (see publisher/demo.py), on `clock`."""
-    app = web.Application(middlewares=[json_errors], client_max_size=MAX_UPLOAD)
+    # CORS outermost: error answers carry its headers too, so pages can read why.
+    app = web.Application(middlewares=[cors, json_errors], client_max_size=MAX_UPLOAD)
     app[SETTINGS] = settings
     app[REDIS_URL] = redis_url
     app[CLOCK] = clock
     app[CLIENTS] = set()
     app[OUTBOX] = ws.Outbox()
+    app[GATE] = ws.Gate(origins(settings.allowed_origins), settings.max_connections_per_ip)
+    app[CORS] = origins(settings.cors_origins)
     app[api.RATE] = settings.api_rate
     app[api.VENUE_ZONE] = settings.venue_zone
     app.cleanup_ctx.append(_relay)
@@ -200,6 +206,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         relay=app[RELAY],
         clients=app[CLIENTS],
         outbox=app[OUTBOX],
+        gate=app[GATE],
         settings=app[SETTINGS],
         clock=app[CLOCK],
     )
@@ -231,6 +238,39 @@ async def json_errors(
         message = "unexpected server error; it has been logged"
         body = {"error": {"code": "internal", "message": message, "field": None}}
         return web.json_response(body, status=500)
+
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Methods": "GET, POST, DELETE",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key",
+    "Access-Control-Max-Age": "600",
+}
+
+
+@web.middleware
+async def cors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Pages of the origins in FEED_CORS_ORIGINS may call the API; no one else gets CORS."""
+    origin = request.headers.get("Origin")
+    allowed = request.app[CORS]
+    if not request.path.startswith("/api/") or origin is None or not allowed:
+        return await handler(request)
+    ok = "*" in allowed or origin.rstrip("/").lower() in allowed
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        if not ok:
+            refused = Forbidden(f"pages of {origin!r} may not call this API (FEED_CORS_ORIGINS)")
+            return web.json_response(error_body(refused), status=refused.http_status)
+        preflight = web.Response(status=204, headers=CORS_HEADERS)
+        preflight.headers["Access-Control-Allow-Origin"] = origin
+        preflight.headers["Vary"] = "Origin"
+        return preflight
+    response = await handler(request)
+    if ok:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = "ETag, Retry-After"
+        response.headers["Vary"] = "Origin"
+    return response
 
 
 def _allow(exc: web.HTTPException) -> dict[str, str]:

@@ -23,7 +23,7 @@ from aiohttp import WSMsgType, web
 
 from feed import keys, protocol
 from feed.clock import Clock
-from feed.errors import CloseCode, FeedError, LimitExceeded, NotFound
+from feed.errors import CloseCode, FeedError, Forbidden, LimitExceeded, NotFound, RateLimited
 from feed.protocol import Ping, Subscribe, Unsubscribe
 from feed.relay import Relay
 from feed.settings import Settings
@@ -87,6 +87,50 @@ class Outbox:
                 # One client's failure must not keep the others from their writes.
                 log.exception("writing to client %d failed; dropping it", client.id)
                 client.abort()
+
+
+class Gate:
+    """Who may open a websocket here: pages of allowed origins, and at most so many connections
+    from one address at once."""
+
+    def __init__(self, allowed_origins: frozenset[str], per_address: int) -> None:
+        self.allowed_origins = allowed_origins
+        self.per_address = per_address
+        self.open: dict[str, int] = {}  # address -> connections open from it
+
+    def admit(self, request: web.Request) -> str:
+        """Check a websocket request before it is upgraded; returns the address to `leave` with.
+        Raises Forbidden (403) for a page of another origin, RateLimited (429) for an address
+        over its limit."""
+        origin = request.headers.get("Origin")
+        # Browsers always send Origin on websockets; other clients (screens' players, scripts)
+        # need not, and cannot be tricked into connecting by a page, so they are let in.
+        if origin is not None and not self._origin_ok(origin.rstrip("/").lower(), request):
+            raise Forbidden(
+                f"websocket connections from pages of {origin!r} are not allowed here"
+                " (FEED_ALLOWED_ORIGINS)"
+            )
+        address = request.remote or "?"
+        if self.per_address and self.open.get(address, 0) >= self.per_address:
+            raise RateLimited(
+                f"too many connections from {address}: at most {self.per_address} at once",
+                retry_after=5,
+            )
+        self.open[address] = self.open.get(address, 0) + 1
+        return address
+
+    def leave(self, address: str) -> None:
+        left = self.open.get(address, 0) - 1
+        if left > 0:
+            self.open[address] = left
+        else:
+            self.open.pop(address, None)
+
+    def _origin_ok(self, origin: str, request: web.Request) -> bool:
+        if "*" in self.allowed_origins or origin in self.allowed_origins:
+            return True
+        # The server's own pages: the origin names the host the request was sent to.
+        return origin.partition("://")[2] == request.host.lower()
 
 
 class Client:
@@ -198,6 +242,22 @@ def _quietly(task: asyncio.Future[bool]) -> None:
 async def handle(
     request: web.Request,
     *,
+    relay: Relay,
+    clients: set[Client],
+    outbox: Outbox,
+    gate: Gate,
+    settings: Settings,
+    clock: Clock,
+) -> web.StreamResponse:
+    address = gate.admit(request)
+    try:
+        return await _serve(request, relay, clients, outbox, settings, clock)
+    finally:
+        gate.leave(address)
+
+
+async def _serve(  # noqa: PLR0917 - the private half of `handle`
+    request: web.Request,
     relay: Relay,
     clients: set[Client],
     outbox: Outbox,

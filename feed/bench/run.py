@@ -160,6 +160,8 @@ def start_server(kind: str, redis_url: str, workdir: Path, args: argparse.Namesp
             "--workers",
             str(args.workers),
         ]
+        # Every benchmark client comes from 127.0.0.1: no per-address limit here.
+        env["FEED_MAX_CONNECTIONS_PER_IP"] = "0"
         for assignment in args.server_env:
             name, _, value = assignment.partition("=")
             env[name] = value
