@@ -37,8 +37,8 @@ T = TypeVar("T")
 
 _SCRIPT = resources.files("feed").joinpath("channel.lua").read_text(encoding="utf-8")
 MAX_HISTORY_READ = 10_000
-PING_EVERY = 5.0  # seconds of silence before the subscription is pinged
-DEAD_AFTER = 15.0  # seconds without any reply before the subscription is considered dead
+PROBE_EVERY = 5.0  # seconds between probes published to this process's own probe channel...
+PROBE_TIMEOUT = 3.0  # ...each of which must come back through the subscription within this
 
 
 def redacted(url: str) -> str:
@@ -339,44 +339,63 @@ class Bus:
         `on_live` runs every time Redis confirms the subscription: the first time and after every
         reconnect, including redis-py's own silent ones, which would otherwise hide a gap.
         `on_down` runs when the connection is lost; reconnection uses backoff with jitter.
+
+        An open TCP connection proves little: a stalled network, or a proxy that lost the
+        subscription, keeps it open while nothing arrives. So every few seconds a probe is
+        published, from another connection, to a channel only this subscription listens to;
+        if it does not come back through the subscription in time, the subscription is taken
+        for dead and made again (and `on_live` then catches up what was missed).
         """
+        probe_channel = keys.probe(secrets.token_hex(8))
         backoff = 0.1
         while True:
             # retries=0: a broken connection must surface here, where it is reported.
             client = aioredis.Redis.from_url(
-                self.url, socket_connect_timeout=3, retry=Retry(NoBackoff(), 0)
+                self.url,
+                socket_connect_timeout=3,
+                socket_timeout=PROBE_TIMEOUT,
+                retry=Retry(NoBackoff(), 0),
             )
             pubsub = client.pubsub()
             try:
-                await pubsub.subscribe(keys.BUS)
-                last_reply = time.monotonic()
-                pinged = False
+                await pubsub.subscribe(keys.BUS, probe_channel)
+                probe = 0
+                probe_sent: float | None = None  # when the probe in flight went out
+                next_probe = time.monotonic() + PROBE_EVERY
                 while True:
                     msg = await pubsub.get_message(timeout=1.0)
                     raise_if_cancelled()  # redis-py may swallow a cancellation while it reads
+                    if msg is not None:
+                        channel = _text(msg["channel"])
+                        if channel == probe_channel:
+                            if msg["type"] == "message" and _text(msg["data"]) == str(probe):
+                                probe_sent = None  # delivered: the subscription works
+                        elif msg["type"] == "subscribe":
+                            backoff = 0.1
+                            on_live()
+                        elif msg["type"] == "message":
+                            on_message(msg["data"])
                     now = time.monotonic()
-                    if msg is None:
-                        if now - last_reply > DEAD_AFTER:
-                            raise TimeoutError(f"no reply from Redis for {DEAD_AFTER:.0f} s")
-                        if now - last_reply > PING_EVERY and not pinged:
-                            await pubsub.ping()
-                            pinged = True
-                        continue
-                    last_reply, pinged = now, False
-                    if msg["type"] == "subscribe":
-                        backoff = 0.1
-                        on_live()
-                    elif msg["type"] == "message":
-                        on_message(msg["data"])
+                    if probe_sent is not None and now - probe_sent > PROBE_TIMEOUT:
+                        raise TimeoutError(
+                            f"a probe did not come back through the subscription within"
+                            f" {PROBE_TIMEOUT:.0f} s"
+                        )
+                    if probe_sent is None and now >= next_probe:
+                        probe += 1
+                        probe_sent, next_probe = now, now + PROBE_EVERY
+                        await asyncio.wait_for(
+                            client.publish(probe_channel, str(probe)), PROBE_TIMEOUT
+                        )
             except (RedisError, OSError) as exc:
                 raise_if_cancelled(exc)
                 on_down(f"{type(exc).__name__}: {exc}")
             finally:
-                # Closing a connection to a Redis that is gone may fail; that must not hide why.
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py has no hints here
-                with contextlib.suppress(RedisError, OSError):
-                    await client.aclose()
+                # Closing a connection to a Redis that is gone may fail or hang; that must not
+                # hide why, nor keep us from reconnecting.
+                for closing in (pubsub.aclose(), client.aclose()):  # type: ignore[no-untyped-call]
+                    with contextlib.suppress(RedisError, OSError):
+                        await asyncio.wait_for(closing, PROBE_TIMEOUT)
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, 5.0)
 

@@ -26,23 +26,29 @@ from __future__ import annotations
 
 import hashlib
 import re
+import reprlib
 
 from feed.errors import InvalidMessage
 
 VENUE = "venue"
 ROOM_PREFIX = "room:"
 BUS = "feed:bus"
+PROBE_PREFIX = "feed:probe:"  # + a process's id: probes of its subscription (feed.bus.follow)
 
 MAX_ROOM_ID = 64
 _ROOM_ID = re.compile(r"[a-z0-9](?:[a-z0-9_-]{0,63})")
+
+
+def probe(process_id: str) -> str:
+    return PROBE_PREFIX + process_id
 
 
 def room_id(value: str) -> str:
     """Validate a room id: lowercase letters, digits, `-` and `_`, 1-64 characters."""
     if not isinstance(value, str) or not _ROOM_ID.fullmatch(value):
         raise InvalidMessage(
-            f"invalid room id {value!r}: use 1-{MAX_ROOM_ID} lowercase letters, digits, '-' or '_',"
-            " starting with a letter or digit",
+            f"invalid room id {brief_repr(value)}: use 1-{MAX_ROOM_ID} lowercase letters, digits,"
+            " '-' or '_', starting with a letter or digit",
             field="room",
         )
     return value
@@ -59,7 +65,31 @@ def channel(value: object) -> str:
     if isinstance(value, str) and value.startswith(ROOM_PREFIX):
         room_id(value[len(ROOM_PREFIX) :])
         return value
-    raise InvalidMessage(f"unknown channel {value!r}: expected 'venue' or 'room:<room-id>'")
+    raise InvalidMessage(
+        f"unknown channel {brief_repr(value)}: expected 'venue' or 'room:<room-id>'"
+    )
+
+
+class _BriefRepr(reprlib.Repr):
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 100
+
+    def repr_int(self, x: int, level: int) -> str:
+        try:
+            return super().repr_int(x, level)
+        except ValueError:  # more digits than str() may write (sys.get_int_max_str_digits)
+            return f"<an integer of {x.bit_length()} bits>"
+
+
+_BRIEF = _BriefRepr()
+
+
+def brief_repr(value: object) -> str:
+    """`repr(value)` for an error message about untrusted input: long or nested values are cut
+    short, and it never raises (plain `repr` does on nesting about 1000 deep, which JSON allows,
+    and on integers of more than 4300 digits)."""
+    return _BRIEF.repr(value)
 
 
 def room_of(ch: str) -> str | None:
