@@ -13,13 +13,13 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import redis.asyncio as aioredis
@@ -41,14 +41,29 @@ PROBE_EVERY = 5.0  # seconds between probes published to this process's own prob
 PROBE_TIMEOUT = 3.0  # ...each of which must come back through the subscription within this
 
 
+_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)([^@]*)@(?=[^@]*$)", re.IGNORECASE)
+URL_FORMS = "redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or unix:///path"
+
+
 def redacted(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL without its password, for messages and logs. Whatever the password holds (`/`,
+    `?`, `#`, `@`...), everything between the scheme and the last `@` is hidden; nothing is
+    parsed, so nothing can fail."""
+    return _USERINFO.sub(lambda m: m.group(1) + _hide(m.group(2)) + "@", url)
+
+
+def _hide(userinfo: str) -> str:
+    user, colon, _ = userinfo.partition(":")
+    return f"{user}:***" if colon else "***"  # a name alone may be a password in disguise
+
+
+def check_url(url: str) -> str:
+    """A Redis URL redis-py can use, or InvalidMessage saying so (without its password)."""
+    try:
+        aioredis.connection.parse_url(url)
+    except (ValueError, TypeError):
+        raise InvalidMessage(f"invalid Redis URL {redacted(url)!r}: use {URL_FORMS}") from None
+    return url
 
 
 def new_epoch() -> str:
@@ -83,8 +98,9 @@ class Bus:
                 # fresh connection hides that; anything longer is the caller's backoff to decide.
                 retry=Retry(NoBackoff(), 1),
             )
-        except ValueError as exc:
-            raise Unavailable(f"invalid Redis URL {redacted(url)!r}: {exc}") from None
+        except (ValueError, TypeError):
+            # Not redis-py's words: they may quote the password.
+            raise InvalidMessage(f"invalid Redis URL {redacted(url)!r}: use {URL_FORMS}") from None
         self._script = self._redis.register_script(_SCRIPT)
 
     async def aclose(self) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from feed.bus import check_url
 from feed.errors import InvalidMessage
 from feed.program import zone_info
 
@@ -77,6 +78,8 @@ def _convert(name: str, value: Any, source: str) -> Any:
                 zone_info(str(value))  # a zone that does not exist stops the start, not an import
             if name in ("allowed_origins", "cors_origins") and value not in (None, ""):
                 origins(str(value))
+            if name == "redis_url" and value not in (None, ""):
+                check_url(str(value))
             return str(value) if value not in (None, "") else None
         choices = {"log_level": LOG_LEVELS, "gc": GC_MODES}.get(name)
         if choices is not None:
@@ -84,6 +87,8 @@ def _convert(name: str, value: Any, source: str) -> Any:
                 raise ValueError(f"expected one of {', '.join(choices)}")
             return str(value).lower()
         return str(value)
+    except InvalidMessage as exc:  # says what is wrong, without the secrets a value may hold
+        raise InvalidMessage(f"{source}: invalid value for {name}: {exc.message}") from None
     except (TypeError, ValueError) as exc:
         raise InvalidMessage(f"{source}: invalid value {value!r} for {name}: {exc}") from None
 

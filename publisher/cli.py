@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from feed import embedded, models
+from feed import embedded, logs, models
 from feed.errors import FeedError, InvalidMessage, NotFound, Unavailable
 from feed.settings import LOG_LEVELS, Settings, load
 from publisher import tokens
@@ -225,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             assert settings is not None
             from web import server  # noqa: PLC0415 - aiohttp only where it is needed
 
-            logging.basicConfig(level=settings.log_level.upper(), format=server.LOG_FORMAT)
+            logs.setup(settings.log_level)
             server.run(settings, demo=args.command == "demo" or args.demo)
             return 0
         if args.command in ("publish", "schedule", "token"):

@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import web, web_protocol
 
 from feed import protocol
 from feed.bus import Bus
@@ -17,6 +17,7 @@ from feed.errors import (
     CloseCode,
     FeedError,
     Forbidden,
+    MalformedRequest,
     RateLimited,
     Unauthorized,
     error_body,
@@ -44,10 +45,41 @@ EXPIRY_EVERY = 1.0  # seconds between looks for expired announcements
 MAX_UPLOAD = 32 * 1024 * 1024  # a program export; the largest real ones are about 1 MB
 
 
+def _answer_unparsable_requests_in_json() -> None:
+    """aiohttp answers a request its HTTP parser refuses with plain text that quotes the bytes
+    at fault (a broken Authorization header, token included) and logs them at ERROR. Answer
+    it like every other error instead: JSON saying what is wrong, quoting nothing."""
+    original = web_protocol.RequestHandler.handle_error
+    if getattr(original, "feed", False):
+        return
+
+    def handle_error(
+        self: web_protocol.RequestHandler,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status != 400 or request.writer.output_size > 0:
+            return original(self, request, status, exc, message)
+        log.info("refused a request that is not valid HTTP from %s (%s)", request.remote,
+                 type(exc).__name__)  # fmt: skip
+        refused = MalformedRequest(
+            "the request is not valid HTTP/1.1: check its request line and headers"
+        )
+        answer = web.json_response(error_body(refused), status=400)
+        answer.force_close()
+        return answer
+
+    handle_error.feed = True  # type: ignore[attr-defined]
+    web_protocol.RequestHandler.handle_error = handle_error  # type: ignore[method-assign]
+
+
 def create_app(
     settings: Settings, redis_url: str, *, clock: Clock = REAL, demo: bool = False
 ) -> web.Application:
     """The application; `demo` also plays the demo program (see publisher/demo.py), on `clock`."""
+    _answer_unparsable_requests_in_json()
     # CORS outermost: error answers carry its headers too, so pages can read why.
     app = web.Application(middlewares=[cors, json_errors], client_max_size=MAX_UPLOAD)
     app[SETTINGS] = settings

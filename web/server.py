@@ -21,6 +21,7 @@ from types import FrameType
 
 from aiohttp import web
 
+from feed import logs
 from feed.bus import redacted
 from feed.clock import REAL, Clock
 from feed.embedded import EmbeddedRedis, die_with_parent
@@ -30,7 +31,6 @@ from web.app import create_app
 
 log = logging.getLogger(__name__)
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 STOP_TIMEOUT = 10.0  # seconds workers have to stop before they are killed
 RESTART_DELAY = 1.0  # seconds before a worker that died is started again...
 MAX_RESTART_DELAY = 30.0  # ...doubling while they keep dying, up to this
@@ -211,6 +211,5 @@ def _worker(settings: Settings, url: str, clock: Clock, demo: bool, index: int) 
     """The body of a worker process."""
     die_with_parent()  # also when the supervisor is killed outright
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the loop's own handlers are set
-    named = LOG_FORMAT.replace("%(name)s", f"worker {index} %(name)s")
-    logging.basicConfig(level=settings.log_level.upper(), format=named)
+    logs.setup(settings.log_level, logs.FORMAT.replace("%(name)s", f"worker {index} %(name)s"))
     asyncio.run(serve_app(settings, url, clock=clock, demo=demo, reuse_port=True))

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from feed import keys, protocol, reducer
-from feed.bus import Bus, Published, Synced
+from feed.bus import Bus, Published, Synced, redacted
 from feed.embedded import RedisProcess, free_port
 from feed.errors import InvalidMessage, Unavailable
 from feed.protocol import Event, Position
@@ -273,15 +273,38 @@ async def test_unreachable_redis_raises_unavailable() -> None:
         await b.aclose()
 
 
-def test_an_invalid_url_raises_unavailable() -> None:
-    with pytest.raises(Unavailable, match="invalid Redis URL"):
+def test_an_invalid_url_is_bad_input() -> None:
+    with pytest.raises(InvalidMessage, match="invalid Redis URL"):
         Bus("http://nowhere")
 
 
-def test_unavailable_messages_hide_the_password() -> None:
-    with pytest.raises(Unavailable) as info:
-        Bus("ftp://user:s3cret@host:1/0")
-    assert "s3cret" not in info.value.message
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://user:s3cret@host:1/0",
+        "redis://:s3cret?x@127.0.0.1:notaport/0",
+        "redis://:s3cret/x@[::1:6379/0",
+        "redis://s3cret@127.0.0.1:99999/0",
+    ],
+)
+def test_invalid_url_messages_hide_the_password(url: str) -> None:
+    with pytest.raises(InvalidMessage) as info:
+        Bus(url)
+    assert "s3cret" not in info.value.message and "***@" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:pw@h:1/0", "redis://:***@h:1/0"),
+        ("redis://user:p?w#x@h:1/0", "redis://user:***@h:1/0"),
+        ("redis://pw@h", "redis://***@h"),
+        ("redis://h:1/0", "redis://h:1/0"),
+        ("unix:///var/run/redis.sock", "unix:///var/run/redis.sock"),
+    ],
+)
+def test_redacted(url: str, shown: str) -> None:
+    assert redacted(url) == shown
 
 
 # ---- channels ------------------------------------------------------------------------------------

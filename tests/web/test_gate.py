@@ -20,7 +20,7 @@ async def refused(url: str, **kwargs: object) -> tuple[int, bytes]:
     with pytest.raises(InvalidStatus) as caught:
         async with websockets.connect(url, open_timeout=5, **kwargs):  # type: ignore[arg-type]
             pass
-    return caught.value.response.status_code, caught.value.response.body or b""
+    return caught.value.response.status_code, bytes(caught.value.response.body or b"")
 
 
 async def test_pages_of_other_origins_cannot_open_websockets(

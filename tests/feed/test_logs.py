@@ -1,0 +1,33 @@
+"""Secrets never reach a log line, whoever writes it."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from feed import logs
+
+TOKEN = "feed_0123456789ab_Zq-9_xYzAbCdEfGhIjKlMnOpQrStUvWxYz0123456789a"
+
+
+def test_scrub_hides_token_secrets_and_url_passwords() -> None:
+    text = f"GET /api/me?token={TOKEN} via redis://user:p4ss@10.0.0.5:6379/0"
+    assert logs.scrub(text) == (
+        "GET /api/me?token=feed_0123456789ab_*** via redis://user:***@10.0.0.5:6379/0"
+    )
+
+
+def test_every_record_is_scrubbed_messages_arguments_and_tracebacks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("feed.test")
+    caplog.handler.addFilter(logs.Redact())
+    logger.warning("header %s", f"Bearer {TOKEN}")
+    try:
+        raise ValueError(f"bad header line: Authorization: Bearer {TOKEN}")
+    except ValueError:
+        logger.exception("error handling request")
+    text = caplog.text
+    assert "Zq-9_xYz" not in text
+    assert text.count("feed_0123456789ab_***") == 2
