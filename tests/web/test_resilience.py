@@ -345,3 +345,43 @@ async def test_a_client_that_stops_reading_costs_bounded_memory_and_nobody_else_
     # What the slow client did not read was not kept: far less than the 10 MB pushed at it.
     assert peak - before < 8 * 2**20, f"RSS grew by {(peak - before) / 2**20:.1f} MiB"
     assert server.proc.poll() is None
+
+
+async def test_a_publish_whose_answer_was_lost_is_safe_to_retry(
+    redis: RedisProcess, feed_server: Servers
+) -> None:
+    server = feed_server(redis.url)
+    bus = Bus(redis.url)
+    secret, _ = await tokens.create(bus, "moderator", [], "desk")
+    await bus.aclose()
+    body = orjson.dumps({"status": "delayed", "delay_min": 7})
+    request = (
+        f"POST /api/rooms/atlas/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}\r\n"
+        "Content-Type: application/json\r\nIdempotency-Key: door-7\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    async with connect(server.ws_url) as client:
+        await client.subscribe(["room:atlas"])
+        # The request reaches the server, and the connection breaks before the answer comes.
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(request)
+        await writer.drain()
+        writer.transport.abort()
+        # The operator's tablet does not know whether it worked: it sends the same thing again
+        # (and again while the server says the first is still running).
+        async with aiohttp.ClientSession() as http:
+            for _ in range(50):
+                async with http.post(
+                    server.url + "/api/rooms/atlas/status",
+                    data=body,
+                    headers={"Authorization": f"Bearer {secret}", "Idempotency-Key": "door-7",
+                             "Content-Type": "application/json"},
+                ) as answer:  # fmt: skip
+                    if answer.status != 409:
+                        break
+                await asyncio.sleep(0.05)
+        assert answer.status == 200
+        (event,) = await client.events(1)
+        assert event["data"]["delay"] == 7
+        with pytest.raises(TimeoutError):
+            await client.events(1, timeout=1.0)  # once, not twice
