@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
+import time
+from typing import Any
+
+import orjson
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _TOKEN = re.compile(r"\b(feed_[0-9a-f]+_)[A-Za-z0-9_-]+")
@@ -34,7 +39,46 @@ class Redact(logging.Filter):
         return True
 
 
-def setup(level: str, fmt: str = FORMAT) -> None:
-    logging.basicConfig(level=level.upper(), format=fmt)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(Redact())
+# What every record has: not copied into a JSON line as an extra field.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+
+
+class Json(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and the record's extra fields
+    (`conn`, the connection's id, `worker`...), then the traceback if there is one."""
+
+    def __init__(self, static: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.static = static or {}
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            **self.static,
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                line[key] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = scrub(self.formatException(record.exc_info))
+        if record.exc_text:
+            line["exc"] = record.exc_text
+        return orjson.dumps(line, default=str).decode()
+
+
+def setup(level: str, fmt: str = FORMAT, *, style: str = "auto", **static: Any) -> None:
+    """Log to stderr at `level`: as text (`fmt`) in a terminal or with style "text", as JSON
+    lines otherwise or with style "json"; `static` fields go on every JSON line."""
+    handler = logging.StreamHandler()
+    as_json = style == "json" or (style == "auto" and not sys.stderr.isatty())
+    handler.setFormatter(Json(static) if as_json else logging.Formatter(fmt))
+    handler.addFilter(Redact())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())

@@ -51,6 +51,9 @@ class Settings:
     # Python's cyclic garbage collector: "tuned" (frozen start-up objects, rarer collections; see
     # docs/performance.md) or "default".
     gc: str = "tuned"
+    # Log lines: "text" for people, "json" (one object per line) for collectors, or "auto":
+    # text when writing to a terminal, JSON otherwise.
+    log_format: str = "auto"
     # How much faster than real time the demo's clock runs (`feed demo`).
     demo_rate: int = 30
 
@@ -58,6 +61,7 @@ class Settings:
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ZERO_ALLOWED = ("port", "max_connections_per_ip")
 GC_MODES = ("tuned", "default")
+LOG_FORMATS = ("auto", "text", "json")
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 
@@ -81,7 +85,7 @@ def _convert(name: str, value: Any, source: str) -> Any:
             if name == "redis_url" and value not in (None, ""):
                 check_url(str(value))
             return str(value) if value not in (None, "") else None
-        choices = {"log_level": LOG_LEVELS, "gc": GC_MODES}.get(name)
+        choices = {"log_level": LOG_LEVELS, "gc": GC_MODES, "log_format": LOG_FORMATS}.get(name)
         if choices is not None:
             if str(value).lower() not in choices:
                 raise ValueError(f"expected one of {', '.join(choices)}")
@@ -109,9 +113,19 @@ def load(
     config_file: Path | None = None,
 ) -> Settings:
     """Build the settings from flags (None values mean "not given"), environment and file."""
+    return load_with_sources(flags, environ, config_file)[0]
+
+
+def load_with_sources(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> tuple[Settings, dict[str, str]]:
+    """The settings, and where each came from: a flag, a variable, the file, or the default."""
     environ = os.environ if environ is None else environ
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     values: dict[str, Any] = {}
+    sources = dict.fromkeys(_FIELDS, "default")
     path = config_file or (Path(environ["FEED_CONFIG"]) if environ.get("FEED_CONFIG") else None)
     if path is not None:
         try:
@@ -122,12 +136,13 @@ def load(
             name = key.replace("-", "_")
             if name not in _FIELDS:
                 raise InvalidMessage(f"{path}: unknown setting {key!r}")
-            values[name] = _convert(name, value, str(path))
+            values[name], sources[name] = _convert(name, value, str(path)), str(path)
     for name in _FIELDS:
         env_name = "FEED_" + name.upper()
         if env_name in environ:
-            values[name] = _convert(name, environ[env_name], env_name)
+            values[name], sources[name] = _convert(name, environ[env_name], env_name), env_name
     for name, value in flags.items():
         if name in _FIELDS:
-            values[name] = _convert(name, value, "--" + name.replace("_", "-"))
-    return Settings(**values)
+            flag = "--" + name.replace("_", "-")
+            values[name], sources[name] = _convert(name, value, flag), flag
+    return Settings(**values), sources

@@ -16,7 +16,7 @@ from typing import Any
 
 from feed import embedded, logs, models
 from feed.errors import FeedError, InvalidMessage, NotFound, Unavailable
-from feed.settings import LOG_LEVELS, Settings, load
+from feed.settings import LOG_LEVELS, Settings, load, load_with_sources
 from publisher import tokens
 from publisher.tokens import Role
 
@@ -82,6 +82,17 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
     _common(demo)
 
+    config = sub.add_parser("config", help="the effective configuration")
+    config_sub = config.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    check = config_sub.add_parser(
+        "check", help="print the effective settings and where each comes from; check Redis"
+    )
+    check.add_argument("--host")
+    check.add_argument("--port", type=int)
+    check.add_argument("--workers", type=int)
+    check.add_argument("--log-level", choices=LOG_LEVELS)
+    _common(check)
+
     bench = sub.add_parser(
         "bench",
         help="measure fan-out: thousands of clients, beside a naive baseline (docs/performance.md)",
@@ -120,9 +131,52 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__}
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    flags = {k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__}
-    return load(flags, config_file=getattr(args, "config", None))
+    return load(_flags(args), config_file=getattr(args, "config", None))
+
+
+SECRET_SETTINGS = ("redis_url",)
+
+
+async def _config_check(args: argparse.Namespace) -> str:
+    """The effective settings with their sources (secrets masked), then whether Redis answers.
+    Bad settings stop before this (exit 2); an unreachable Redis raises Unavailable (exit 1)."""
+    from feed.bus import Bus, redacted  # noqa: PLC0415
+
+    settings, sources = load_with_sources(_flags(args), config_file=getattr(args, "config", None))
+    lines = ["precedence: flags, then FEED_* variables, then the TOML file, then defaults"]
+    for name, source in sources.items():
+        value = getattr(settings, name)
+        shown = redacted(value) if name in SECRET_SETTINGS and value else value
+        lines.append(f"  {name:<24} {'' if shown is None else shown!s:<40} {source}")
+    if settings.redis_url is None:
+        url = embedded.discover(settings.data_dir)
+        where = settings.data_dir.resolve()
+        if url is None:
+            lines.append(f"redis: embedded, in {where}; not running (`feed serve` starts it)")
+            return "\n".join(lines)
+        lines.append(f"redis: embedded, in {where}; running")
+    else:
+        url = settings.redis_url
+    bus = Bus(url, history=settings.history)
+    try:
+        await bus.ping()
+        policy = await bus.eviction_policy()
+    except Unavailable as exc:
+        raise Unavailable("\n".join([*lines, f"redis: {exc.message}"])) from None
+    finally:
+        await bus.aclose()
+    lines.append(f"redis: {redacted(url)} answers; maxmemory-policy {policy or 'unknown'}")
+    if policy not in (None, "noeviction"):
+        raise InvalidMessage(
+            "\n".join(lines) + f"\nRedis may evict keys (maxmemory-policy {policy}): set"
+            " noeviction, or changes may be lost under memory pressure"
+        )
+    return "\n".join(lines)
 
 
 def _redis_url(settings: Settings) -> str:
@@ -219,13 +273,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             from feed.bench.run import main as bench  # noqa: PLC0415
 
             return bench(args)
-        settings = _settings(args) if args.command != "watch" else None
+        settings = _settings(args) if args.command not in ("watch", "config") else None
         if args.command in ("serve", "demo"):
             assert settings is not None
             from web import server  # noqa: PLC0415 - aiohttp only where it is needed
 
-            logs.setup(settings.log_level)
+            logs.setup(settings.log_level, style=settings.log_format)
             server.run(settings, demo=args.command == "demo" or args.demo)
+            return 0
+        if args.command == "config":
+            print(asyncio.run(_config_check(args)))
             return 0
         if args.command in ("publish", "schedule", "token"):
             assert settings is not None

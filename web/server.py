@@ -211,5 +211,10 @@ def _worker(settings: Settings, url: str, clock: Clock, demo: bool, index: int) 
     """The body of a worker process."""
     die_with_parent()  # also when the supervisor is killed outright
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the loop's own handlers are set
-    logs.setup(settings.log_level, logs.FORMAT.replace("%(name)s", f"worker {index} %(name)s"))
+    logs.setup(
+        settings.log_level,
+        logs.FORMAT.replace("%(name)s", f"worker {index} %(name)s"),
+        style=settings.log_format,
+        worker=index,
+    )
     asyncio.run(serve_app(settings, url, clock=clock, demo=demo, reuse_port=True))

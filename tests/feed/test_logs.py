@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import orjson
 import pytest
 
 from feed import logs
@@ -31,3 +32,20 @@ def test_every_record_is_scrubbed_messages_arguments_and_tracebacks(
     text = caplog.text
     assert "Zq-9_xYz" not in text
     assert text.count("feed_0123456789ab_***") == 2
+
+
+def test_json_lines_carry_the_extra_fields_and_no_secret() -> None:
+    formatter = logs.Json({"worker": 2})
+    record = logging.LogRecord(
+        "feed.ws", logging.INFO, __file__, 1, "client %d: %s", (7, TOKEN), None
+    )
+    record.conn = 7
+    line = orjson.loads(formatter.format(record) if logs.Redact().filter(record) else "")
+    assert line["msg"] == "client 7: feed_0123456789ab_***"
+    assert (line["level"], line["logger"], line["conn"], line["worker"]) == (
+        "info",
+        "feed.ws",
+        7,
+        2,
+    )
+    assert line["ts"].endswith("Z")

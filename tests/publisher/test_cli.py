@@ -198,3 +198,30 @@ async def test_tokens_are_created_listed_and_revoked(redis: RedisProcess) -> Non
     assert code == 2 and "no token" in err
     code, _, err = feed("token", "create", "--role", "operator", "--redis-url", redis.url)
     assert code == 2 and "at least one --room" in err
+
+
+def test_config_check_shows_each_setting_its_source_and_redis(
+    redis: RedisProcess, tmp_path: Path
+) -> None:
+    conf = tmp_path / "feed.toml"
+    conf.write_text("history = 50\napi_rate = 30\nport = 7000\n", encoding="utf-8")
+    args = ["--config", str(conf), "--port", "7100", "--redis-url", redis.url]
+    code, out, err = feed("config", "check", *args, cwd=tmp_path, env={"FEED_API_RATE": "60"})
+    assert code == 0, err
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:-1]}
+    assert rows["port"] == ["7100", "--port"]  # the flag wins over the file
+    assert rows["api_rate"] == ["60", "FEED_API_RATE"]  # the environment over the file
+    assert rows["history"] == ["50", str(conf)]
+    assert rows["host"] == ["127.0.0.1", "default"]
+    assert "answers; maxmemory-policy noeviction" in out.splitlines()[-1]
+
+
+def test_config_check_masks_secrets_and_fails_clearly(tmp_path: Path) -> None:
+    code, out, err = feed(
+        "config", "check", "--redis-url", "redis://:hunter2@127.0.0.1:1/0", cwd=tmp_path
+    )
+    assert code == 1
+    assert "hunter2" not in out + err
+    assert "redis_url" in err and "redis://:***@127.0.0.1:1/0" in err
+    code, _, err = feed("config", "check", cwd=tmp_path, env={"FEED_WORKERS": "none"})
+    assert code == 2 and "FEED_WORKERS" in err
