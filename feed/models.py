@@ -60,7 +60,9 @@ MAX_PROGRAM_EVENT_BYTES = 256 * 1024  # a room's sessions: about a thousand of t
 def event(kind: object, data: object) -> None:
     """Check what any event must be: a short lowercase kind, and JSON data of bounded size."""
     if not isinstance(kind, str) or not _KIND.fullmatch(kind):
-        raise InvalidMessage(f"invalid event kind {kind!r}: 1-32 lowercase letters, digits or '_'")
+        raise InvalidMessage(
+            f"invalid event kind {keys.brief_repr(kind)}: 1-32 lowercase letters, digits or '_'"
+        )
     try:
         size = len(orjson.dumps(data))
     except TypeError as exc:
@@ -74,7 +76,7 @@ def _choice(enum: type[StrEnum], value: object, what: str) -> str:
     if isinstance(value, str) and value in enum._value2member_map_:
         return str(enum(value).value)  # a plain str, whether given a str or an enum member
     valid = ", ".join(m.value for m in enum)
-    raise InvalidMessage(f"unknown {what} {value!r}: use one of {valid}", field=what)
+    raise InvalidMessage(f"unknown {what} {keys.brief_repr(value)}: use one of {valid}", field=what)
 
 
 def status_data(
@@ -88,11 +90,13 @@ def status_data(
     clean = _choice(Status, status, "status")
     if isinstance(delay, bool) or not isinstance(delay, int):
         raise InvalidMessage(
-            f"delay must be a whole number of minutes, not {delay!r}", field="delay"
+            f"delay must be a whole number of minutes, not {keys.brief_repr(delay)}", field="delay"
         )
     if not 0 <= delay <= MAX_DELAY_MINUTES:
         raise InvalidMessage(
-            f"delay must be between 0 and {MAX_DELAY_MINUTES} minutes, not {delay}", field="delay"
+            f"delay must be between 0 and {MAX_DELAY_MINUTES} minutes,"
+            f" not {keys.brief_repr(delay)}",
+            field="delay",
         )
     if session is not None and (
         not isinstance(session, str) or not session.strip() or len(session) > MAX_SESSION_ID
@@ -107,7 +111,9 @@ def status_data(
                 "moved_to is only meaningful with the status 'moved'", field="moved_to"
             )
         if not isinstance(moved_to, str):
-            raise InvalidMessage(f"moved_to must be a room id, not {moved_to!r}", field="moved_to")
+            raise InvalidMessage(
+                f"moved_to must be a room id, not {keys.brief_repr(moved_to)}", field="moved_to"
+            )
         keys.room_id(moved_to)
     return {"status": clean, "delay": delay, "session": session, "moved_to": moved_to}
 
@@ -140,7 +146,8 @@ def texts(value: object) -> str | dict[str, str]:
         for lang, one in value.items():
             if not isinstance(lang, str) or not _LANG.fullmatch(lang):
                 raise InvalidMessage(
-                    f"{lang!r} is not a language code like fr, ar or en", field="text"
+                    f"{keys.brief_repr(lang)} is not a language code like fr, ar or en",
+                    field="text",
                 )
             clean[lang] = text(one, f"text[{lang!r}]")
         return clean
@@ -155,6 +162,21 @@ def in_language(value: str | dict[str, str], lang: str) -> str:
         if choice in value:
             return value[choice]
     return next(iter(value.values()))
+
+
+def announcement_id_of(value: object) -> str:
+    """Validate an announcement id: 1-64 printable ASCII characters."""
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= MAX_ANNOUNCEMENT_ID
+        or not value.isascii()
+        or not value.isprintable()
+    ):
+        raise InvalidMessage(
+            f"announcement id must be 1-{MAX_ANNOUNCEMENT_ID} printable ASCII characters",
+            field="id",
+        )
+    return value
 
 
 def new_announcement_id() -> str:
@@ -183,17 +205,7 @@ def announcement(
         )
     if expires_at is not None and expires_at <= ts:
         raise InvalidMessage("an announcement must expire after it is posted", field="expires_at")
-    aid = new_announcement_id() if announcement_id is None else announcement_id
-    if (
-        not isinstance(aid, str)
-        or not 0 < len(aid) <= MAX_ANNOUNCEMENT_ID
-        or not aid.isascii()
-        or not aid.isprintable()
-    ):
-        raise InvalidMessage(
-            f"announcement id must be 1-{MAX_ANNOUNCEMENT_ID} printable ASCII characters",
-            field="id",
-        )
+    aid = announcement_id_of(new_announcement_id() if announcement_id is None else announcement_id)
     return {
         "id": aid,
         "text": texts(text_value),

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from feed import keys
+from feed import keys, models
 from feed.errors import InvalidMessage, LimitExceeded
 
 MAX_FRAME_BYTES = 64 * 1024
@@ -43,7 +43,14 @@ class Ping:
     pass
 
 
-ClientMessage = Subscribe | Unsubscribe | Ping
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """A named screen says an announcement is on its display (delivery receipts)."""
+
+    id: str
+
+
+ClientMessage = Subscribe | Unsubscribe | Ping | Ack
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +123,12 @@ def parse_client(raw: bytes | str) -> ClientMessage:
         return Unsubscribe(_channels(msg.get("channels")))
     if kind == "ping":
         return Ping()
-    raise InvalidMessage(f"unknown message type {kind!r}: expected subscribe, unsubscribe or ping")
+    if kind == "ack":
+        return Ack(models.announcement_id_of(msg.get("id")))
+    raise InvalidMessage(
+        f"unknown message type {keys.brief_repr(kind)}: expected subscribe, unsubscribe, ping"
+        " or ack"
+    )
 
 
 def parse_event(raw: bytes | str) -> Event:
@@ -131,7 +143,7 @@ def parse_event(raw: bytes | str) -> Event:
         raise InvalidMessage("envelope without an epoch")
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
         raise InvalidMessage("envelope without a positive seq")
-    if not isinstance(kind, str) or not isinstance(ts, int):
+    if not isinstance(kind, str) or isinstance(ts, bool) or not isinstance(ts, int):
         raise InvalidMessage("envelope without a kind or ts")
     return Event(ch, epoch, seq, kind, msg.get("data"), ts)
 

@@ -350,7 +350,7 @@ def _from_xml(data: bytes, venue_zone: str | None) -> tuple[Conference, list[str
 
 def _load_json(data: bytes) -> Any:
     try:
-        return json.loads(data)
+        doc = json.loads(data)
     except json.JSONDecodeError as exc:
         raise InvalidMessage(
             f"line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg})"
@@ -361,6 +361,39 @@ def _load_json(data: bytes) -> Any:
         raise InvalidMessage(f"line {line}, column {column}: not UTF-8 text") from None
     except RecursionError:
         raise InvalidMessage("JSON nested too deeply") from None
+    if isinstance(doc, dict | list):
+        _refuse_surrogates(doc)
+    return doc
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _refuse_surrogates(doc: dict[str, Any] | list[Any]) -> None:
+    """Refuse a lone surrogate: a `\\ud800`-`\\udfff` escape that is not half of a pair. Python
+    reads it into a str, but no UTF-8 encoder writes it, so the program could not be stored."""
+    stack: list[tuple[str, dict[str, Any] | list[Any]]] = [("", doc)]
+    while stack:
+        where, value = stack.pop()
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str) and _SURROGATE.search(key):
+                raise InvalidMessage(
+                    f"{where or 'the document'}: the key {json.dumps(key)} is not Unicode text"
+                    " (it holds a lone surrogate escape)"
+                )
+            if isinstance(item, str):
+                if m := _SURROGATE.search(item):
+                    raise InvalidMessage(
+                        f"{_child(where, key)}: not Unicode text"
+                        f" (it holds a lone surrogate escape, {m[0]!a})"
+                    )
+            elif isinstance(item, dict | list):
+                stack.append((_child(where, key), item))
+
+
+def _child(where: str, key: str | int) -> str:
+    return _at(where, key) if isinstance(key, str) else f"{where}[{key}]"
 
 
 def _obj(value: object, where: str) -> dict[str, Any]:

@@ -101,7 +101,7 @@ def test_unknown_type(kind: object) -> None:
     with pytest.raises(InvalidMessage) as info:
         protocol.parse_client(dumps({"type": kind, "channels": ["venue"]}))
     assert f"unknown message type {kind!r}" in info.value.message
-    assert "subscribe, unsubscribe or ping" in info.value.message
+    assert "subscribe, unsubscribe, ping or ack" in info.value.message
 
 
 def test_missing_type() -> None:
@@ -318,3 +318,10 @@ def test_server_messages() -> None:
             "channels": MAX_CHANNELS_PER_CONNECTION,
         },
     }
+
+
+def test_ack_names_an_announcement() -> None:
+    assert protocol.parse_client('{"type": "ack", "id": "a1b2"}') == protocol.Ack("a1b2")
+    for bad in ('{"type": "ack"}', '{"type": "ack", "id": ""}', '{"type": "ack", "id": 7}'):
+        with pytest.raises(InvalidMessage, match="announcement id"):
+            protocol.parse_client(bad)
