@@ -259,6 +259,71 @@ class Bus:
         """Take one expiry for this process; with several servers exactly one gets it."""
         return bool(await self._do(self._redis.zrem(keys.EXPIRIES, f"{channel} {announcement_id}")))
 
+    async def calendar(self) -> dict[str, dict[str, Any]]:
+        """Every session ever imported, with its calendar SEQUENCE (feed.calendar)."""
+        raw = await self._do(self._redis.hgetall(keys.CALENDAR))
+        entries = {}
+        for key, value in raw.items():
+            with contextlib.suppress(orjson.JSONDecodeError):
+                entry = orjson.loads(value)
+                if isinstance(entry, dict) and isinstance(entry.get("session"), dict):
+                    entries[_text(key)] = entry
+        return entries
+
+    async def save_calendar(self, updates: dict[str, dict[str, Any]]) -> None:
+        mapping = {sid: orjson.dumps(entry) for sid, entry in updates.items()}
+        await self._do(self._redis.hset(keys.CALENDAR, mapping=mapping))  # type: ignore[arg-type]
+
+    # ---- who is watching ------------------------------------------------------------------
+
+    async def report_presence(
+        self, server_id: str, counts: dict[str, int], screens: dict[str, bytes], ttl: int
+    ) -> None:
+        """This server's connections by "<channel>|<kind>" (gone after `ttl` seconds unless
+        reported again), and the records of the named screens connected here."""
+        key = keys.presence_key(server_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(key)
+        if counts:
+            pipe.hset(key, mapping=counts)  # type: ignore[arg-type]  # redis-py: str -> int is fine
+            pipe.expire(key, ttl)
+        if screens:
+            pipe.hset(keys.SCREENS, mapping=screens)  # type: ignore[arg-type]
+        await self._do(pipe.execute())
+
+    async def presence(self) -> dict[str, int]:
+        """Every live server's counts, summed: {"<channel>|<kind>": connections}."""
+        total: dict[str, int] = {}
+        try:
+            async for key in self._redis.scan_iter(match=keys.PRESENCE_PREFIX + "*", count=100):
+                for field, value in (await self._redis.hgetall(key)).items():
+                    name = _text(field)
+                    total[name] = total.get(name, 0) + int(value)
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from exc
+        return total
+
+    async def screens(self) -> list[dict[str, Any]]:
+        raw = await self._do(self._redis.hgetall(keys.SCREENS))
+        found = []
+        for value in raw.values():
+            with contextlib.suppress(orjson.JSONDecodeError):
+                record = orjson.loads(value)
+                if isinstance(record, dict) and isinstance(record.get("name"), str):
+                    found.append(record)
+        return sorted(found, key=lambda r: str(r["name"]))
+
+    async def receipt(self, announcement_id: str, screen: str, at_ms: int, ttl: int) -> None:
+        key = keys.receipts_key(announcement_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hsetnx(key, screen, at_ms)  # the first time it was on display
+        pipe.expire(key, ttl)
+        await self._do(pipe.execute())
+
+    async def receipts(self, announcement_id: str) -> dict[str, int]:
+        raw = await self._do(self._redis.hgetall(keys.receipts_key(announcement_id)))
+        return {_text(k): int(v) for k, v in raw.items()}
+
     async def channels(self, limit: int = 10_000) -> list[str]:
         """The channels Redis holds, sorted (`venue` first), at most `limit` of them."""
         found: set[str] = set()

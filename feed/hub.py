@@ -73,9 +73,21 @@ class Channel:
         return not self.subscribers and not self.waiting
 
 
+@dataclass(slots=True)
+class Counts:
+    """What the hub has done since it started, for the metrics."""
+
+    events: int = 0  # events applied and fanned out
+    deliveries: int = 0  # frames handed to subscribers for those events
+    snapshots: int = 0  # subscriptions that started from a snapshot, with no position given
+    resumed: int = 0  # resumes served with exactly the missed events: no gap
+    resumed_with_snapshot: int = 0  # resumes that needed a snapshot (too old, another epoch)
+
+
 class Hub:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.channels: dict[str, Channel] = {}
+        self.counts = Counts()
         self._idle: OrderedDict[str, None] = OrderedDict()  # channels nobody follows, oldest first
         self._clock = clock
 
@@ -105,7 +117,7 @@ class Hub:
             ch.waiting[sink] = _Waiting(since)
             return True
         if since is None or since.epoch != ch.epoch or since.seq > ch.seq:
-            self._join_with_snapshot(ch, sink)
+            self._join_with_snapshot(ch, sink, resuming=since is not None)
             return False
         missed = ch.seq - since.seq
         if missed == 0 or (len(ch.recent) >= missed and ch.recent[-missed][0] == since.seq + 1):
@@ -135,7 +147,7 @@ class Hub:
                 frames.append(ev.frame())
                 wanted += 1
         if wanted != need.upto + 1 or ch.epoch != need.after.epoch:
-            self._join_with_snapshot(ch, sink)
+            self._join_with_snapshot(ch, sink, resuming=True)
             return
         for frame in frames:
             sink.send(frame)
@@ -155,12 +167,18 @@ class Hub:
                 oldest, _ = self._idle.popitem(last=False)
                 del self.channels[oldest]
 
-    def _join_with_snapshot(self, ch: Channel, sink: Sink) -> None:
+    def _join_with_snapshot(self, ch: Channel, sink: Sink, *, resuming: bool) -> None:
+        if resuming:
+            self.counts.resumed_with_snapshot += 1
+        else:
+            self.counts.snapshots += 1
         sink.send(self._snapshot(ch))
         self._join(ch, sink, resumed=False)
 
     def _join(self, ch: Channel, sink: Sink, *, resumed: bool) -> None:
         assert ch.epoch is not None
+        if resumed:
+            self.counts.resumed += 1
         ch.subscribers[sink] = None
         sink.send(protocol.subscribed(ch.name, ch.epoch, ch.seq, resumed))
 
@@ -200,6 +218,8 @@ class Hub:
         ch.recent.append((ev.seq, frame))
         for sink in ch.subscribers:
             sink.send(frame)
+        self.counts.events += 1
+        self.counts.deliveries += len(ch.subscribers)
         for waiting in ch.waiting.values():
             if waiting.reading is not None:
                 waiting.pending.append(frame)
@@ -267,7 +287,7 @@ class Hub:
         for sink, w in list(ch.waiting.items()):
             if w.reading is not None:
                 del ch.waiting[sink]
-                self._join_with_snapshot(ch, sink)
+                self._join_with_snapshot(ch, sink, resuming=True)
 
     def positions(self) -> dict[str, Position | None]:
         """Where each channel stands, for the sync reads after the subscription went live."""

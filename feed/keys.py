@@ -110,6 +110,7 @@ PROGRAM = "feed:program"
 IMPORT_LOCK = "feed:program:import"
 TOKENS = "feed:tokens"
 ANNOUNCEMENTS = "feed:announcements"
+CALENDAR = "feed:calendar"  # hash: session id -> its calendar entry (feed.calendar)
 EXPIRIES = "feed:expiries"
 
 
@@ -127,3 +128,18 @@ def channel_of_meta(key: str) -> str | None:
     if key.startswith("feed:{") and key.endswith("}:meta"):
         return key[len("feed:{") : -len("}:meta")]
     return None
+
+
+# Who is watching. Each server writes its own counts, which expire if it dies; screens are kept
+# by name, with when they were last seen; receipts say which screens showed an announcement.
+PRESENCE_PREFIX = "feed:presence:"  # + a server's id: hash "<channel>|<kind>" -> connections
+SCREENS = "feed:screens"  # hash: screen name -> JSON record
+RECEIPTS_PREFIX = "feed:receipts:"  # + an announcement id: hash screen name -> Unix ms
+
+
+def presence_key(server_id: str) -> str:
+    return PRESENCE_PREFIX + server_id
+
+
+def receipts_key(announcement_id: str) -> str:
+    return RECEIPTS_PREFIX + announcement_id

@@ -67,7 +67,8 @@ class Json(logging.Formatter):
             record.exc_text = scrub(self.formatException(record.exc_info))
         if record.exc_text:
             line["exc"] = record.exc_text
-        return orjson.dumps(line, default=str).decode()
+        # Extra fields are scrubbed too: aiohttp's access log, for one, adds the request line.
+        return scrub(orjson.dumps(line, default=str).decode())
 
 
 def setup(level: str, fmt: str = FORMAT, *, style: str = "auto", **static: Any) -> None:

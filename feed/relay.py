@@ -35,6 +35,9 @@ class Relay:
         self.subscribed = False  # Redis has confirmed the subscription
         self.live = False  # subscribed, and caught up with what was missed before: ready
         self.bad_envelopes = 0
+        self.received = 0  # events read from the bus
+        self.subscriptions = 0  # times Redis confirmed the subscription (1 + reconnects)
+        self.losses = 0  # times the subscription was lost
         self._generation = 0  # bumped each time the subscription is confirmed
         self._on_health = on_health
         self._stale: set[str] = set()
@@ -141,6 +144,7 @@ class Relay:
             "subscribed to Redis; catching up %d channel(s) from history", len(self.hub.channels)
         )
         self._generation += 1
+        self.subscriptions += 1
         self.subscribed = True
         self.hub.suspend()
         self._want(*self.hub.channels)
@@ -148,6 +152,7 @@ class Relay:
 
     def _on_down(self, reason: str) -> None:
         log.warning("lost the Redis subscription (%s); serving the last known state", reason)
+        self.losses += 1
         self.subscribed = False
         self.hub.suspend()
         self._set_live(False)
@@ -158,6 +163,7 @@ class Relay:
             self._on_health(live)
 
     def _on_message(self, raw: bytes) -> None:
+        self.received += 1
         try:
             event = protocol.parse_event(raw)
         except InvalidMessage as exc:

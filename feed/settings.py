@@ -7,6 +7,7 @@ by `--config` or `FEED_CONFIG`, then the defaults below.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -46,6 +47,10 @@ class Settings:
     # Websocket connections at once from one address; 0: no limit. Behind a reverse proxy every
     # client has the proxy's address: limit there instead (docs/operations.md).
     max_connections_per_ip: int = 1000
+    # Reverse proxies in front of the server (comma-separated addresses): for requests from
+    # them, the client's address is taken from X-Forwarded-For, and the page's host from
+    # X-Forwarded-Host. Anyone else's forwarding headers are ignored.
+    trusted_proxies: str | None = None
     # Server processes sharing the port (SO_REUSEPORT), each with its own Redis subscription.
     workers: int = 1
     # Python's cyclic garbage collector: "tuned" (frozen start-up objects, rarer collections; see
@@ -82,6 +87,8 @@ def _convert(name: str, value: Any, source: str) -> Any:
                 zone_info(str(value))  # a zone that does not exist stops the start, not an import
             if name in ("allowed_origins", "cors_origins") and value not in (None, ""):
                 origins(str(value))
+            if name == "trusted_proxies" and value not in (None, ""):
+                addresses(str(value))
             if name == "redis_url" and value not in (None, ""):
                 check_url(str(value))
             return str(value) if value not in (None, "") else None
@@ -104,6 +111,14 @@ def origins(value: str | None) -> frozenset[str]:
         scheme, sep, host = origin.partition("://")
         if scheme not in ("http", "https") or not sep or not host or "/" in host:
             raise ValueError(f"{origin!r} is not an origin like https://screens.example.org")
+    return found
+
+
+def addresses(value: str | None) -> frozenset[str]:
+    """A comma-separated list of IP addresses, checked."""
+    found = frozenset(a.strip() for a in (value or "").split(",") if a.strip())
+    for address in found:
+        ipaddress.ip_address(address)  # ValueError names it
     return found
 
 

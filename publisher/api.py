@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from feed import keys, models, program, reducer
+from feed import calendar, keys, models, program, reducer
 from feed.bus import Bus, Published, Synced
 from feed.errors import Conflict, InvalidMessage, NotFound
 from feed.models import Kind
@@ -246,6 +246,10 @@ class Publisher:
             if (held.get("name"), held.get("sessions")) != wanted:
                 await self.publish(channel, Kind.PROGRAM, event_data)
         await self._bus.save_program(raw, etag, rooms, [room.id for room in new.rooms])
+        # Calendars: new sessions, changed ones with a higher SEQUENCE, vanished ones cancelled.
+        updates = calendar.advance(await self._bus.calendar(), new_json["sessions"], self._now_ms())
+        if updates:
+            await self._bus.save_calendar(updates)
         venue = await self._bus.sync(keys.VENUE)
         if (venue.state.get("schedule") or {}).get("etag") != etag:
             summary = {

@@ -15,10 +15,17 @@ from importlib import resources
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from feed import keys
-from feed.errors import Conflict, InvalidMessage, MalformedRequest, NotFound, RateLimited
+from feed.errors import (
+    Conflict,
+    InvalidMessage,
+    MalformedRequest,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+)
 from publisher.api import Publisher
 from publisher.tokens import Token, verify
 
@@ -29,17 +36,33 @@ VENUE_ZONE: web.AppKey[str | None] = web.AppKey("venue_zone")
 IDEMPOTENCY_TTL = 24 * 3600
 MAX_IDEMPOTENCY_KEY = 200
 MAX_JSON_BODY = 256 * 1024
+MAX_TITLE = 200  # the `title` of an import, as web/openapi.json says
 _OPENAPI = resources.files("web").joinpath("openapi.json").read_bytes()
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/openapi.json", openapi)
-    app.router.add_get("/api/schedule", get_schedule)
-    app.router.add_get("/api/me", get_me)
-    app.router.add_post("/api/schedule", post_schedule)
-    app.router.add_post("/api/rooms/{room}/status", post_status)
-    app.router.add_post("/api/announcements", post_announcement)
-    app.router.add_delete("/api/announcements/{id}", delete_announcement)
+    app.router.add_get("/api/openapi.json", openapi, expect_handler=expect)
+    app.router.add_get("/api/schedule", get_schedule, expect_handler=expect)
+    app.router.add_get("/api/me", get_me, expect_handler=expect)
+    app.router.add_post("/api/schedule", post_schedule, expect_handler=expect)
+    app.router.add_post("/api/rooms/{room}/status", post_status, expect_handler=expect)
+    app.router.add_post("/api/announcements", post_announcement, expect_handler=expect)
+    app.router.add_delete("/api/announcements/{id}", delete_announcement, expect_handler=expect)
+
+
+async def expect(request: web.Request) -> web.StreamResponse | None:
+    """The `Expect` header, answered before the handler and its middlewares run. As aiohttp's
+    own handler: HTTP/1.1 only, `100-continue` gets its interim answer; but any other
+    expectation gets 417 as a JSON error like every other answer, not aiohttp's plain text."""
+    if request.version != HttpVersion11:
+        return None
+    if request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer itself has not started
+        return None
+    message = "the only expectation understood is Expect: 100-continue"
+    body = {"error": {"code": "expectation_failed", "message": message, "field": None}}
+    return _json(body, 417)
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -59,7 +82,12 @@ async def _caller(request: web.Request) -> Token:
     """The token of the request (401), within its rate (429)."""
     pub = request.app[PUBLISHER]
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    token = await verify(pub.bus, value.strip() if scheme.lower() == "bearer" else None)
+    value = value.strip()
+    if scheme.lower() == "bearer" and value and not (value.isascii() and value.isprintable()):
+        # Tokens are printable ASCII; bytes that are not UTF-8 reach us as lone surrogates,
+        # which cannot even be hashed.
+        raise Unauthorized("this is not a feed token")
+    token = await verify(pub.bus, value if scheme.lower() == "bearer" else None)
     limit = request.app[RATE]
     window = int(time.time() // 60)
     if await pub.bus.hit(keys.rate_key(token.id, window), ttl=120) > limit:
@@ -76,7 +104,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise MalformedRequest("send a JSON object with Content-Type: application/json")
     if (request.content_length or 0) > MAX_JSON_BODY:
         raise MalformedRequest(f"the body is over {MAX_JSON_BODY} bytes")
-    raw = await request.read()  # the whole body, however it was cut on the way
+    raw = await _read(request)
     if len(raw) > MAX_JSON_BODY:
         raise MalformedRequest(f"the body is over {MAX_JSON_BODY} bytes")
     try:
@@ -86,6 +114,20 @@ async def _body(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise MalformedRequest("the body must be a JSON object")
     return body
+
+
+async def _read(request: web.Request) -> bytes:
+    """The whole body, however it was cut on the way; 400 when it cannot be read: a chunked
+    encoding that breaks its own rules, a `Content-Encoding` whose data does not decompress, a
+    client gone before the end of its body (nobody reads that answer, but no error is logged)."""
+    try:
+        return await request.read()
+    except web.RequestPayloadError as exc:
+        cause = exc.__cause__ or exc
+        reason = getattr(cause, "message", None) or str(cause) or type(cause).__name__
+        raise MalformedRequest(f"the body cannot be read: {reason}") from None
+    except ConnectionResetError:
+        raise MalformedRequest("the body ended early: the connection was closed") from None
 
 
 def _only(body: dict[str, Any], *allowed: str) -> None:
@@ -98,9 +140,11 @@ def _only(body: dict[str, Any], *allowed: str) -> None:
 
 def _idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
-    if key is not None and (not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable()):
+    if key is not None and not (
+        0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isascii() and key.isprintable()
+    ):
         raise MalformedRequest(
-            f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters"
+            f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters"
         )
     return key
 
@@ -190,7 +234,7 @@ async def post_status(request: web.Request) -> web.Response:
             done = await pub.status(
                 room,
                 body.get("status"),  # type: ignore[arg-type]  # validated by the publisher
-                delay=body.get("delay_min", 0),
+                delay=_whole(body.get("delay_min", 0)),
                 session=body.get("session"),
                 moved_to=body.get("moved_to"),
             )
@@ -201,6 +245,14 @@ async def post_status(request: web.Request) -> web.Response:
         return 200, {"channel": done.channel, "epoch": done.epoch, "seq": done.seq}
 
     return await _once(request, token, body, act)
+
+
+def _whole(value: Any) -> Any:
+    """A JSON number without a fraction is a whole number however it is written (`10.0`, `1e1`):
+    JSON Schema's `integer` accepts them, and so do we. Anything else goes on to be judged."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _instant(value: object, field: str) -> int | None:
@@ -281,9 +333,17 @@ async def get_schedule(request: web.Request) -> web.Response:
 async def post_schedule(request: web.Request) -> web.Response:
     token = await _caller(request)
     token.check_admin()
-    data = await request.read()
+    title = request.query.get("title")
+    if title is not None and len(title) > MAX_TITLE:
+        raise InvalidMessage(f"title must be at most {MAX_TITLE} characters", field="title")
+    data = await _read(request)
     zone = request.query.get("zone") or request.app[VENUE_ZONE]
     result = await request.app[PUBLISHER].import_program(
-        data, source="the request body", venue_zone=zone, title=request.query.get("title")
+        data, source="the request body", venue_zone=zone, title=title
     )
     return _json(result)
+
+
+# For the API's other modules (web.watchers): the same token check and JSON answers.
+caller = _caller
+answer = _json

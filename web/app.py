@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web, web_protocol
+from prometheus_client import CollectorRegistry
 
 from feed import protocol
 from feed.bus import Bus
@@ -25,9 +26,9 @@ from feed.errors import (
 )
 from feed.hub import Hub
 from feed.relay import Relay
-from feed.settings import Settings, origins
+from feed.settings import Settings, addresses, origins
 from publisher.api import Publisher
-from web import api, ws
+from web import api, ics, metrics, sse, watchers, ws
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ CLIENTS: web.AppKey[set[ws.Client]] = web.AppKey("clients")
 OUTBOX: web.AppKey[ws.Outbox] = web.AppKey("outbox")
 GATE: web.AppKey[ws.Gate] = web.AppKey("gate")
 CORS: web.AppKey[frozenset[str]] = web.AppKey("cors")
+METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics")
 
 
 EXPIRY_EVERY = 1.0  # seconds between looks for expired announcements
@@ -87,20 +89,32 @@ def create_app(
     app[CLOCK] = clock
     app[CLIENTS] = set()
     app[OUTBOX] = ws.Outbox()
-    app[GATE] = ws.Gate(origins(settings.allowed_origins), settings.max_connections_per_ip)
+    app[GATE] = ws.Gate(
+        origins(settings.allowed_origins),
+        settings.max_connections_per_ip,
+        addresses(settings.trusted_proxies),
+    )
     app[CORS] = origins(settings.cors_origins)
     app[api.RATE] = settings.api_rate
     app[api.VENUE_ZONE] = settings.venue_zone
     app.cleanup_ctx.append(_relay)
     app.cleanup_ctx.append(_publisher)
+    app.cleanup_ctx.append(_watchers)
     if demo:
         app.cleanup_ctx.append(_demo)
     app.on_shutdown.append(_going_away)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/ws", websocket)
+    app.router.add_get("/sse", events)
     app.router.add_get("/api/channels", channels)
+    app.router.add_get("/metrics", metrics_page)
+    app[METRICS] = metrics.registry(
+        [metrics.FeedCollector(lambda: app.get(RELAY), app[CLIENTS], app[OUTBOX])]
+    )
     api.add_routes(app)
+    watchers.add_routes(app)
+    ics.add_routes(app)
     app.router.add_get("/screen/room/{room}", _page("screen-room.html"))
     app.router.add_get("/screen/hall", _page("screen-hall.html"))
     app.router.add_get("/console", _page("console.html"))
@@ -169,6 +183,15 @@ async def _publisher(app: web.Application) -> AsyncIterator[None]:
     await pub.aclose()
 
 
+async def _watchers(app: web.Application) -> AsyncIterator[None]:
+    """Viewer counts, screens and receipts, reported to Redis every few seconds."""
+    watching = watchers.Watchers(app[api.PUBLISHER].bus, app[CLIENTS])
+    app[watchers.WATCHERS] = watching
+    task = asyncio.create_task(watching.run(), name="feed-presence")
+    yield
+    await _cancel(task)
+
+
 async def _demo(app: web.Application) -> AsyncIterator[None]:
     from publisher import demo  # noqa: PLC0415 - only the demo needs it
 
@@ -231,6 +254,28 @@ async def channels(request: web.Request) -> web.Response:
     return web.json_response({"channels": await request.app[RELAY].bus.channels()})
 
 
+async def metrics_page(request: web.Request) -> web.Response:
+    """Prometheus's text format. Meant for the monitoring network: block it at the proxy."""
+    return web.Response(
+        body=metrics.render(request.app[METRICS]),
+        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+    )
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    return await sse.handle(
+        request,
+        relay=app[RELAY],
+        clients=app[CLIENTS],
+        outbox=app[OUTBOX],
+        gate=app[GATE],
+        presence=app[watchers.WATCHERS],
+        settings=app[SETTINGS],
+        clock=app[CLOCK],
+    )
+
+
 async def websocket(request: web.Request) -> web.StreamResponse:
     app = request.app
     return await ws.handle(
@@ -239,6 +284,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         clients=app[CLIENTS],
         outbox=app[OUTBOX],
         gate=app[GATE],
+        presence=app[watchers.WATCHERS],
         settings=app[SETTINGS],
         clock=app[CLOCK],
     )

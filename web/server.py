@@ -10,9 +10,11 @@ stops them all, each closing its websockets with 1001.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import multiprocessing
+import resource
 import signal
 import time
 from multiprocessing.connection import wait
@@ -78,11 +80,26 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
         log.info("stopped")
 
 
+def raise_open_file_limit() -> int:
+    """Every websocket is a file descriptor: take the soft limit up to the hard one (often
+    1024 -> 1048576), so a server is not capped at about a thousand clients. Returns it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return soft
+
+
 async def serve_app(
     settings: Settings, url: str, *, clock: Clock, demo: bool, reuse_port: bool = False
 ) -> None:
     """Run the application on `url`'s Redis until SIGTERM or SIGINT, then close websockets with
     1001 and stop. `demo` plays the demo program (in one process only)."""
+    files = raise_open_file_limit()
+    if files < 4096:
+        log.warning("open files are limited to %d: at most about that many clients", files)
     app = create_app(settings, url, clock=clock, demo=demo)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
     stop = asyncio.Event()

@@ -16,17 +16,27 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 import time
-from typing import cast
+from typing import Protocol, cast
 
 from aiohttp import WSMsgType, web
 
 from feed import keys, protocol
 from feed.clock import Clock
-from feed.errors import CloseCode, FeedError, Forbidden, LimitExceeded, NotFound, RateLimited
-from feed.protocol import Ping, Subscribe, Unsubscribe
+from feed.errors import (
+    CloseCode,
+    FeedError,
+    Forbidden,
+    InvalidMessage,
+    LimitExceeded,
+    NotFound,
+    RateLimited,
+)
+from feed.protocol import Ack, Ping, Subscribe, Unsubscribe
 from feed.relay import Relay
 from feed.settings import Settings
+from web.metrics import Histogram
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +69,10 @@ class Outbox:
         self._framed: dict[int, tuple[bytes, bytes]] = {}
         self._dirty: list[Client] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._since = 0.0  # when the first frame of this turn was handed out
+        self.writes = 0
+        self.slow_closes = 0
+        self.fanout = Histogram()
 
     def frame(self, payload: bytes) -> bytes:
         hit = self._framed.get(id(payload))
@@ -76,6 +90,7 @@ class Outbox:
             if self._loop is None:
                 self._loop = asyncio.get_running_loop()
             self._loop.call_soon(self.flush)
+            self._since = time.perf_counter()
         self._dirty.append(client)
 
     def flush(self) -> None:
@@ -85,18 +100,48 @@ class Outbox:
                 client.flush()
             except Exception:
                 # One client's failure must not keep the others from their writes.
-                log.exception("writing to client %d failed; dropping it", client.id)
+                log.exception(
+                    "writing to client %d failed; dropping it", client.id, extra={"conn": client.id}
+                )
                 client.abort()
+        self.writes += len(dirty)
+        self.fanout.observe(time.perf_counter() - self._since)
+
+
+class Presence(Protocol):
+    """Who is watching (web.watchers): told of acknowledgements and departures."""
+
+    def ack(self, client: Client, announcement_id: str) -> None: ...
+
+    def left(self, client: Client) -> None: ...
 
 
 class Gate:
     """Who may open a websocket here: pages of allowed origins, and at most so many connections
     from one address at once."""
 
-    def __init__(self, allowed_origins: frozenset[str], per_address: int) -> None:
+    def __init__(
+        self,
+        allowed_origins: frozenset[str],
+        per_address: int,
+        trusted_proxies: frozenset[str] = frozenset(),
+    ) -> None:
         self.allowed_origins = allowed_origins
         self.per_address = per_address
+        self.trusted_proxies = trusted_proxies
         self.open: dict[str, int] = {}  # address -> connections open from it
+
+    def client_address(self, request: web.Request) -> str:
+        """The client's address: the peer's, or, from a trusted proxy, the last address in
+        X-Forwarded-For that is not itself a trusted proxy."""
+        address = request.remote or "?"
+        if address not in self.trusted_proxies:
+            return address
+        hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",")]
+        for hop in reversed([h for h in hops if h]):
+            if hop not in self.trusted_proxies:
+                return hop
+        return address
 
     def admit(self, request: web.Request) -> str:
         """Check a websocket request before it is upgraded; returns the address to `leave` with.
@@ -110,7 +155,7 @@ class Gate:
                 f"websocket connections from pages of {origin!r} are not allowed here"
                 " (FEED_ALLOWED_ORIGINS)"
             )
-        address = request.remote or "?"
+        address = self.client_address(request)
         if self.per_address and self.open.get(address, 0) >= self.per_address:
             raise RateLimited(
                 f"too many connections from {address}: at most {self.per_address} at once",
@@ -129,22 +174,33 @@ class Gate:
     def _origin_ok(self, origin: str, request: web.Request) -> bool:
         if "*" in self.allowed_origins or origin in self.allowed_origins:
             return True
-        # The server's own pages: the origin names the host the request was sent to.
-        return origin.partition("://")[2] == request.host.lower()
+        # The server's own pages: the origin names the host the request was sent to (as a
+        # trusted proxy forwarded it; a proxy may also have dropped the port from Host).
+        named = origin.partition("://")[2]
+        hosts = {request.host.lower()}
+        if (request.remote or "") in self.trusted_proxies:
+            hosts.add(request.headers.get("X-Forwarded-Host", "").lower())
+        return named in hosts or (":" not in request.host and named.split(":")[0] in hosts)
 
 
 class Client:
-    """A connected websocket client: the hub's `Sink`. `send` never blocks nor awaits."""
+    """A connected client: the hub's `Sink`. `send` never blocks nor awaits. This class speaks
+    websocket; web.sse.SseClient changes only how messages are put on the wire and closed."""
 
     def __init__(
         self,
-        ws: web.WebSocketResponse,
+        ws: web.WebSocketResponse | None,
         transport: asyncio.BaseTransport | None,
         outbox: Outbox,
         max_bytes: int,
+        *,
+        kind: str = "other",
+        screen: str | None = None,
     ) -> None:
         self.id = next(_ids)
         self.ws = ws
+        self.kind = kind  # screen, phone, console or other: what the page said it is
+        self.screen = screen  # a screen's name (?screen=door-atlas-1), to find it at the venue
         self.channels: set[str] = set()
         self.errors = 0
         self.close_code: CloseCode | None = None
@@ -163,7 +219,15 @@ class Client:
             return
         if not self._out:
             self._outbox.pending(self)
-        self._out.append(self._outbox.frame(frame))
+        self._out.append(self._encode(frame))
+
+    def _encode(self, frame: bytes) -> bytes:
+        """A message as it goes on the wire: a websocket text frame, built once for everyone."""
+        return self._outbox.frame(frame)
+
+    def _wrap(self, data: bytes) -> bytes:
+        """What one write carries around its messages (nothing, on a websocket)."""
+        return data
 
     def flush(self) -> None:
         """Write the pending frames in one go; a client that has not taken what it was given
@@ -179,7 +243,7 @@ class Client:
                 out.clear()
                 self.close(CloseCode.SLOW, "slow: reconnect and resume")
                 return
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            transport.write(self._wrap(out[0] if len(out) == 1 else b"".join(out)))
         finally:
             out.clear()  # else `send` would take the client for pending and never write again
 
@@ -191,8 +255,11 @@ class Client:
         if code in URGENT:
             self._out.clear()
             if code == CloseCode.SLOW:
-                log.info("client %d is too slow (%d bytes unread); closing with 4008", self.id,
-                         self._unread())  # fmt: skip
+                self._outbox.slow_closes += 1
+                log.info(
+                    "client %d is too slow (%d bytes unread); closing with 4008",
+                    self.id, self._unread(), extra={"conn": self.id},
+                )  # fmt: skip
         else:
             self.flush()
         self.close_code, self.close_reason = code, reason
@@ -206,7 +273,7 @@ class Client:
         return self._transport.get_write_buffer_size() if self._transport else 0
 
     async def _close(self) -> None:
-        assert self.close_code is not None
+        assert self.close_code is not None and self.ws is not None
         grace = SLOW_CLOSE_TIMEOUT if self.close_code == CloseCode.SLOW else CLOSE_TIMEOUT
         # Not wait_for: cancelling aiohttp's close can itself wait on a deaf peer. Give the close
         # frame its time, then let go of the socket, which also ends the close.
@@ -246,14 +313,33 @@ async def handle(
     clients: set[Client],
     outbox: Outbox,
     gate: Gate,
+    presence: Presence,
     settings: Settings,
     clock: Clock,
 ) -> web.StreamResponse:
+    identity(request)  # a bad screen name is refused before anything else
     address = gate.admit(request)
     try:
-        return await _serve(request, relay, clients, outbox, settings, clock)
+        return await _serve(request, relay, clients, outbox, presence, settings, clock)
     finally:
         gate.leave(address)
+
+
+KINDS = ("screen", "phone", "console")
+_SCREEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def identity(request: web.Request) -> tuple[str, str | None]:
+    """What a client says it is: `?kind=screen|phone|console`, and a screen's name with
+    `?screen=door-atlas-1` (which implies a screen). Checked before the upgrade."""
+    screen = request.query.get("screen") or None
+    if screen is not None and not _SCREEN_NAME.fullmatch(screen):
+        raise InvalidMessage(
+            f"invalid screen name {screen[:80]!r}: 1-64 letters, digits, '.', '_' or '-'",
+            field="screen",
+        )
+    kind = "screen" if screen else request.query.get("kind", "other")
+    return (kind if kind in KINDS else "other"), screen
 
 
 async def _serve(  # noqa: PLR0917 - the private half of `handle`
@@ -261,6 +347,7 @@ async def _serve(  # noqa: PLR0917 - the private half of `handle`
     relay: Relay,
     clients: set[Client],
     outbox: Outbox,
+    presence: Presence,
     settings: Settings,
     clock: Clock,
 ) -> web.StreamResponse:
@@ -273,19 +360,23 @@ async def _serve(  # noqa: PLR0917 - the private half of `handle`
         compress=False,
     )
     await ws.prepare(request)
-    client = Client(ws, request.transport, outbox, settings.client_queue_bytes)
+    kind, screen = identity(request)
+    client = Client(
+        ws, request.transport, outbox, settings.client_queue_bytes, kind=kind, screen=screen
+    )
     clients.add(client)
     client.send(protocol.hello(clock.ms(), relay.live, clock.rate))
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                _receive(client, relay, msg.data, clock)
+                _receive(client, relay, presence, msg.data, clock)
             elif msg.type == WSMsgType.BINARY:
                 client.close(CloseCode.UNSUPPORTED, "send JSON text frames")
             if client.close_code is not None:
                 break
     finally:
         clients.discard(client)
+        presence.left(client)
         relay.unsubscribe(client, client.channels)
         client.close(CloseCode.NORMAL, "")  # no-op when a close is already under way
         try:
@@ -295,7 +386,7 @@ async def _serve(  # noqa: PLR0917 - the private half of `handle`
     return ws
 
 
-def _receive(client: Client, relay: Relay, data: str, clock: Clock) -> None:
+def _receive(client: Client, relay: Relay, presence: Presence, data: str, clock: Clock) -> None:
     try:
         msg = protocol.parse_client(data)
         if isinstance(msg, Subscribe | Unsubscribe) and not client.may_subscribe():
@@ -327,6 +418,8 @@ def _receive(client: Client, relay: Relay, data: str, clock: Clock) -> None:
             client.send(protocol.unsubscribed(msg.channels))
         elif isinstance(msg, Ping):
             client.send(protocol.pong(clock.ms()))
+        elif isinstance(msg, Ack):
+            presence.ack(client, msg.id)
     except FeedError as exc:
         client.errors += 1
         client.send(protocol.error(exc.code, exc.message))
@@ -334,5 +427,8 @@ def _receive(client: Client, relay: Relay, data: str, clock: Clock) -> None:
             client.close(CloseCode.POLICY, "too many invalid messages")
     except Exception:
         # A bug must cost at most this connection, never the process or the other clients.
-        log.exception("unexpected error handling a message from client %d", client.id)
+        log.exception(
+            "unexpected error handling a message from client %d", client.id,
+            extra={"conn": client.id},
+        )  # fmt: skip
         client.close(CloseCode.INTERNAL, "internal error; reconnect")

@@ -49,3 +49,10 @@ def test_json_lines_carry_the_extra_fields_and_no_secret() -> None:
         2,
     )
     assert line["ts"].endswith("Z")
+
+
+def test_extra_fields_of_json_lines_are_scrubbed_too() -> None:
+    record = logging.LogRecord("aiohttp.access", logging.INFO, __file__, 1, "GET", None, None)
+    record.first_request_line = f"GET /api/me?token={TOKEN} HTTP/1.1"
+    line = logs.Json().format(record)
+    assert "Zq-9_xYz" not in line and "feed_0123456789ab_***" in line

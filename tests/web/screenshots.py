@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from playwright.async_api import async_playwright
 
@@ -75,24 +76,46 @@ async def main() -> None:
                     await page.wait_for_timeout(1500)
                     await page.screenshot(path=OUT / "door-emergency-fr.png")
                     await pub.retract(made["id"])
-                bus = Bus(redis_url)
-                secret, _ = await tokens.create(bus, "moderator", [], "Régie")
-                await bus.aclose()
-                page = await browser.new_page(viewport={"width": 1280, "height": 900})
-                await page.goto(f"{url}/console?lang=fr")
-                await page.fill("#token", secret)
-                await page.click("#signin-button")
-                await page.fill("textarea[name=fr]", "Le déjeuner est servi au Jardin.")
-                await page.fill("textarea[name=ar]", "الغداء يقدم في الحديقة.")
-                await page.fill("textarea[name=en]", "Lunch is served in the Garden.")
-                await page.click("[data-room=anfa] button[data-status=plus5]")
-                await page.wait_for_timeout(1500)
-                await page.screenshot(path=OUT / "console-moderator-fr.png", full_page=True)
+                await console_shots(browser, url, redis_url)
                 await browser.close()
         finally:
             server.terminate()
             await asyncio.wait_for(server.wait(), 10)
     print(f"screenshots written to {OUT}")
+
+
+async def console_shots(browser: Any, url: str, redis_url: str) -> None:
+    """The console of a moderator while the venue's screens report and show an emergency."""
+    # The venue's named screens and a few phones, for the console's "who is watching".
+    for path in ("room/atlas?screen=door-atlas-1", "room/anfa?screen=door-anfa-1",
+                 "hall?screen=hall-nord"):  # fmt: skip
+        screen = await browser.new_page(viewport={"width": 960, "height": 540})
+        await screen.goto(f"{url}/screen/{path}&lang=fr")
+    for _ in range(3):
+        await (await browser.new_page()).goto(f"{url}/?lang=fr")
+    dark = await browser.new_page(viewport={"width": 960, "height": 540})
+    await dark.goto(f"{url}/screen/room/oasis?screen=door-oasis-1&lang=fr")
+    await dark.wait_for_timeout(6000)  # reported once, then it goes dark
+    await dark.close()
+    bus = Bus(redis_url)
+    secret, _ = await tokens.create(bus, "moderator", [], "Régie")
+    await bus.aclose()
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    await page.goto(f"{url}/console?lang=fr")
+    await page.fill("#token", secret)
+    await page.click("#signin-button")
+    async with Publisher(redis_url) as pub:
+        await pub.announce(
+            {"fr": "Exercice d'évacuation : suivez le personnel vers la sortie est.",
+             "en": "Evacuation drill: follow the staff to the east exit."},
+            priority="emergency",
+        )  # fmt: skip
+    await page.fill("textarea[name=fr]", "Le déjeuner est servi au Jardin.")
+    await page.fill("textarea[name=ar]", "الغداء يقدم في الحديقة.")
+    await page.fill("textarea[name=en]", "Lunch is served in the Garden.")
+    await page.click("[data-room=anfa] button[data-status=plus5]")
+    await page.wait_for_timeout(12_000)  # reports, receipts, and a dark screen
+    await page.screenshot(path=OUT / "console-moderator-fr.png", full_page=True)
 
 
 def get_status(url: str) -> int:

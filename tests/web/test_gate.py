@@ -103,3 +103,39 @@ def test_bad_origin_settings_stop_the_start(
 ) -> None:
     with pytest.raises(RuntimeError, match="is not an origin"):
         feed_server(redis.url, env={name: value})
+
+
+async def test_behind_a_trusted_proxy_the_forwarded_address_and_host_count(
+    redis: RedisProcess, feed_server: Servers
+) -> None:
+    proxied = feed_server(
+        redis.url,
+        env={"FEED_MAX_CONNECTIONS_PER_IP": "2", "FEED_TRUSTED_PROXIES": "127.0.0.1, ::1"},
+    )
+    plain = feed_server(redis.url, env={"FEED_MAX_CONNECTIONS_PER_IP": "2"})
+    phone = {"X-Forwarded-For": "203.0.113.7, 10.1.2.3"}  # a spoofed first hop, then the real
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(2):
+            await stack.enter_async_context(connect(proxied.ws_url, additional_headers=phone))
+        status, _ = await refused(proxied.ws_url, additional_headers=phone)
+        assert status == 429  # 10.1.2.3 is at its limit...
+        other = {"X-Forwarded-For": "10.1.2.4"}
+        async with connect(proxied.ws_url, additional_headers=other) as client:  # ...not .4
+            assert (await client.subscribe(["venue"]))[-1]["type"] == "subscribed"
+        # A server that trusts no proxy ignores the header: everyone is 127.0.0.1.
+        for n in range(2):
+            forged = {"X-Forwarded-For": f"10.9.9.{n}"}
+            await stack.enter_async_context(connect(plain.ws_url, additional_headers=forged))
+        assert (await refused(plain.ws_url, additional_headers={"X-Forwarded-For": "1.2.3.4"}))[
+            0
+        ] == 429
+    # The page's own origin, as the proxy forwarded the host it was opened on.
+    page = {"X-Forwarded-Host": "feed.venue.example"}
+    async with connect(
+        proxied.ws_url, origin="https://feed.venue.example", additional_headers=page
+    ) as client:
+        assert (await client.subscribe(["venue"]))[-1]["type"] == "subscribed"
+    status, _ = await refused(
+        plain.ws_url, origin="https://feed.venue.example", additional_headers=page
+    )
+    assert status == 403

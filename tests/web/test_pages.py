@@ -256,3 +256,71 @@ async def test_a_silent_connection_is_noticed_and_a_mistyped_room_still_gets_eme
     finally:
         server.proc.send_signal(signal.SIGCONT)
     await expect(page.locator("body")).to_have_attribute("data-online", "true", timeout=15_000)
+
+
+async def test_named_screens_report_emergencies_on_display_to_the_console(
+    redis: RedisProcess, feed_server: Servers, browser: Any
+) -> None:
+    server = feed_server(redis.url)
+    bus = Bus(redis.url)
+    moderator, _ = await tokens.create(bus, "moderator", [], "Régie")
+    await bus.aclose()
+    async with Publisher(redis.url) as pub:
+        await pub.import_program(EXPO.read_bytes(), source="expo.json")
+    screens = []
+    for name, path in (("door-atlas-1", "room/atlas"), ("hall-1", "hall")):
+        page = await browser.new_page(viewport={"width": 1280, "height": 720})
+        await page.goto(f"{server.url}/screen/{path}?lang=en&screen={name}")
+        await expect(page.locator("body")).to_have_attribute("data-online", "true")
+        screens.append(page)
+    phone = await browser.new_page()
+    await phone.goto(f"{server.url}/?lang=en")
+    console = await browser.new_page(viewport={"width": 900, "height": 1400})
+    await console.goto(f"{server.url}/console?lang=en")
+    await console.fill("#token", moderator)
+    await console.click("#signin-button")
+    # Who is watching: both screens listed online, viewers counted per room.
+    await expect(console.locator("#screens li[data-online=true]")).to_have_count(2, timeout=15_000)
+    await expect(console.locator("[data-room=atlas] .viewers")).to_have_text(
+        "1 on phones · 2 screens", timeout=15_000
+    )
+    await console.fill("textarea[name=en]", "Evacuate by the east doors")
+    await console.select_option("select[name=priority]", "emergency")
+    await console.click("#announce button[type=submit]")
+    for page in screens:
+        await expect(page.locator(".emergency-text")).to_have_text("Evacuate by the east doors")
+    await expect(console.locator("#current .receipts")).to_have_text(
+        "On 2 of 2 screens", timeout=15_000
+    )
+    await screens[1].close()  # the hall screen goes dark
+    await expect(console.locator("#screens li[data-online=false]")).to_have_count(1, timeout=15_000)
+
+
+async def test_pages_fall_back_to_server_sent_events_when_websockets_fail(
+    redis: RedisProcess, feed_server: Servers, browser: Any
+) -> None:
+    server = feed_server(redis.url)
+    async with Publisher(redis.url) as pub:
+        await pub.import_program(EXPO.read_bytes(), source="expo.json")
+        page = await browser.new_page()
+        # A network where no websocket ever opens.
+        await page.add_init_script("window.WebSocket = function () { throw new Error('no'); };")
+        await page.goto(f"{server.url}/screen/room/atlas?lang=en")
+        await expect(page.locator("body")).to_have_attribute("data-online", "true", timeout=15_000)
+        await expect(page.locator("#room")).to_have_text("Atlas")
+        await pub.status("atlas", "delayed", delay=10)
+        await expect(page.locator("#status")).to_have_text("Running late by 10 min")
+        # Cut off and back: it resumes from where it was, over SSE again.
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGSTOP)
+        try:
+            await expect(page.locator("body")).to_have_attribute(
+                "data-online", "false", timeout=25_000
+            )
+            await pub.status("atlas", "full")
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        await expect(page.locator("#status")).to_have_text("Room full", timeout=20_000)
+        forced = await browser.new_page()
+        await forced.goto(f"{server.url}/screen/room/atlas?lang=en&transport=sse")
+        await expect(forced.locator("#status")).to_have_text("Room full")

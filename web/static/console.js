@@ -2,9 +2,11 @@
 // an operator changes its rooms' status with one tap, a moderator writes announcements in
 // French, Arabic and English. Each action says whether it reached the feed, or why not: "sent"
 // when the API accepted it, "on screens" when the same change came back through the feed.
-import { FeedClient, inLanguage } from "/static/feed-client.js";
+import { FeedClient, inLanguage, pageOptions } from "/static/feed-client.js";
 import { chooseLanguage, setLanguage, t as base } from "/static/i18n.js";
-import { $, badge, bdi, connectionBanner, el, keyed, languageButtons } from "/static/ui.js";
+import {
+  $, badge, bdi, connectionBanner, el, keyed, languageButtons, setText,
+} from "/static/ui.js";
 
 const TEXT = {
   en: {
@@ -19,6 +21,10 @@ const TEXT = {
     sent_plain: "Sent, waiting for the feed…", on_screens_plain: "On the screens",
     failed: "Not sent: {why}", no_text: "Write the text in at least one language",
     not_seen: "Sent, but not seen on the screens yet: check the connection",
+    viewers: "{phones} on phones · {screens} screens", screens: "Screens",
+    online: "online", offline: "offline, last seen {t}",
+    no_screens: "No named screen has connected yet: open a screen with ?screen=NAME in its address",
+    receipts: "On {n} of {total} screens", missing: "not yet: {names}",
     plus5: "+5 min", plus10: "+10 min",
   },
   fr: {
@@ -33,6 +39,10 @@ const TEXT = {
     sent_plain: "Envoyé, en attente du flux…", on_screens_plain: "Sur les écrans",
     failed: "Non envoyé : {why}", no_text: "Écrivez le texte dans au moins une langue",
     not_seen: "Envoyé, mais pas encore vu sur les écrans : vérifiez la connexion",
+    viewers: "{phones} sur téléphone · {screens} écrans", screens: "Écrans",
+    online: "en ligne", offline: "hors ligne, vu à {t}",
+    no_screens: "Aucun écran nommé connecté : ouvrez un écran avec ?screen=NOM dans son adresse",
+    receipts: "Affichée sur {n} des {total} écrans", missing: "pas encore : {names}",
     plus5: "+5 min", plus10: "+10 min",
   },
   ar: {
@@ -47,6 +57,10 @@ const TEXT = {
     sent_plain: "أرسل، في انتظار البث…", on_screens_plain: "على الشاشات",
     failed: "لم يرسل: {why}", no_text: "اكتب النص بلغة واحدة على الأقل",
     not_seen: "أرسل، لكنه لم يظهر بعد على الشاشات: تحقق من الاتصال",
+    viewers: "{phones} على الهواتف · {screens} شاشات", screens: "الشاشات",
+    online: "متصلة", offline: "غير متصلة، آخر ظهور {t}",
+    no_screens: "لم تتصل أي شاشة مسماة بعد: افتح الشاشة مع ?screen=الاسم في عنوانها",
+    receipts: "معروضة على {n} من {total} شاشة", missing: "ليس بعد: {names}",
     plus5: "+5 د", plus10: "+10 د",
   },
 };
@@ -60,6 +74,9 @@ let me = null;
 let rooms = [];
 let feed = null;
 const NOT_SEEN_MS = 20_000;
+const WATCH_EVERY_MS = 3_000; // viewers, screens and receipts are asked this often
+// Who is watching, as the servers report it: viewers per room, screens, receipts.
+const watch = { presence: {}, screens: null, receipts: new Map() };
 const waiting = new Map(); // result element -> a test that the change is on the screens
 
 function tr(key, values = {}) {
@@ -149,8 +166,13 @@ function roomPanel(room) {
     });
     buttons.append(button);
   }
-  box.append(heading, buttons, result);
-  box.render = () => badge(status, feed.state(channel), lang);
+  const viewers = el("p", null, { class: "viewers" });
+  box.append(heading, viewers, buttons, result);
+  box.render = () => {
+    badge(status, feed.state(channel), lang);
+    const here = watch.presence[room.id] || {};
+    setText(viewers, tr("viewers", { phones: here.phone || 0, screens: here.screen || 0 }));
+  };
   return box;
 }
 
@@ -185,8 +207,52 @@ function renderCurrent() {
       () => api("DELETE", `/api/announcements/${encodeURIComponent(a.id)}`),
       (done) => () => done.channels.every((channel) => !shows(channel, done.id))));
     item.append(button, result);
+    if (a.priority === "emergency") {
+      item.append(el("p", null, { class: "receipts", "data-receipts": a.id, role: "status" }));
+    }
     return item;
   }));
+  for (const line of $("current").querySelectorAll("[data-receipts]")) {
+    const r = watch.receipts.get(line.dataset.receipts);
+    if (!r) continue;
+    const text = tr("receipts", { n: r.shown.length, total: r.screens });
+    setText(line, r.missing.length ? `${text} · ${tr("missing", { names: r.missing.join(", ") })}`
+      : text);
+    line.dataset.complete = String(!r.missing.length);
+  }
+}
+
+function renderScreens() {
+  if (!watch.screens) return;
+  $("screens-title").textContent = tr("screens");
+  const rows = watch.screens.map((s) => [s.name, s.online, s.last_seen, s.channels.join(" ")]);
+  keyed($("screens"), JSON.stringify([lang, rows]), () => (rows.length ? rows.map(
+    ([name, online, lastSeen, channels]) => {
+      const item = el("li", null, { "data-screen": name, "data-online": String(online) });
+      const when = new Date(lastSeen).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" });
+      item.append(bdi(name), " ", el("span", online ? tr("online") : tr("offline", { t: when }),
+        { class: "state" }), " ", el("span", channels, { class: "channels", dir: "ltr" }));
+      return item;
+    },
+  ) : [el("li", tr("no_screens"), { class: "empty" })]));
+}
+
+// Ask the servers who is watching; a failure only leaves the last answer on the page.
+async function refreshWatch() {
+  try {
+    const [presence, screens] = await Promise.all([
+      api("GET", "/api/presence"), api("GET", "/api/screens")]);
+    watch.presence = presence.rooms;
+    watch.screens = screens.screens;
+    const emergencies = feed ? feed.announcements(["venue", ...rooms.map((r) => `room:${r.id}`)])
+      .filter((a) => a.priority === "emergency") : [];
+    const receipts = await Promise.all(emergencies.map((a) =>
+      api("GET", `/api/announcements/${encodeURIComponent(a.id)}/receipts`)));
+    watch.receipts = new Map(receipts.map((r) => [r.id, r]));
+  } catch {
+    return;
+  }
+  render();
 }
 
 function renderTexts() {
@@ -205,6 +271,7 @@ function render() {
   if (!feed) return;
   for (const box of $("rooms").children) box.render();
   if (me.role !== "operator") renderCurrent();
+  renderScreens();
   connectionBanner($("connection"), feed, lang);
   settle();
 }
@@ -248,11 +315,13 @@ async function signIn() {
       return label;
     }));
   }
-  feed = new FeedClient(["venue", ...rooms.map((r) => `room:${r.id}`)]);
+  feed = new FeedClient(["venue", ...rooms.map((r) => `room:${r.id}`)], pageOptions("console"));
   feed.addEventListener("change", render);
   feed.addEventListener("connection", render);
   feed.start();
   render();
+  refreshWatch();
+  setInterval(refreshWatch, WATCH_EVERY_MS);
 }
 
 function setup() {

@@ -1,12 +1,26 @@
 // The browser side of the feed, shared by every page: one websocket to /ws, the channels'
 // state kept current from snapshots and events, reconnection with backoff and jitter, and
-// resumption from the last (epoch, seq) of each channel so nothing is missed.
-// The reducer mirrors feed/reducer.py; docs/protocol.md is the contract.
+// resumption from the last (epoch, seq) of each channel so nothing is missed. Where websockets
+// cannot connect (a proxy that strips upgrades), the same feed comes as Server-Sent Events
+// from /sse, resumed the same way. The reducer mirrors feed/reducer.py; docs/protocol.md is
+// the contract.
 
 const MAX_BACKOFF_MS = 10_000;
 const PING_EVERY_MS = 5_000;
 const SILENT_MS = 12_000; // no message for this long: the connection is dead, even if open
 const OPEN_TIMEOUT_MS = 10_000;
+const SSE_AFTER_FAILURES = 3; // websocket attempts in a row that never opened: use /sse
+
+// What a page says about itself to the server, from its own address: ?screen=door-atlas-1
+// names a screen (the console lists it), ?transport=sse skips websockets altogether.
+export function pageOptions(kind) {
+  const params = new URLSearchParams(location.search);
+  const screen = params.get("screen");
+  return {
+    query: { kind, ...(screen ? { screen } : {}) },
+    transport: params.get("transport") === "sse" ? "sse" : "auto",
+  };
+}
 const MAX_ANNOUNCEMENTS = 50;
 const MAX_CHANGES = 50;
 
@@ -81,10 +95,17 @@ export function inLanguage(value, lang) {
 export class FeedClient extends EventTarget {
   // `persist` names a localStorage entry that keeps the last state across reloads: the page
   // shows it at once, even offline, and resumes from it instead of starting over.
-  constructor(channels, { url, persist } = {}) {
+  constructor(channels, { url, persist, query, transport } = {}) {
     super();
     this.channels = [...new Set(channels)];
-    this.url = url || `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+    const search = new URLSearchParams(query || {}).toString();
+    this.query = search ? `?${search}` : "";
+    this.url = (url || `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`)
+      + this.query;
+    this.mode = transport === "sse" || typeof WebSocket !== "function" ? "sse" : "ws";
+    this.failures = 0;
+    this.es = null;
+    this.acked = new Set(); // announcements this screen said it shows, on this connection
     this.states = new Map(); // channel -> {epoch, seq, state}
     this.unknown = new Set(); // channels the server says do not exist (not in the program)
     this.persist = persist;
@@ -119,20 +140,29 @@ export class FeedClient extends EventTarget {
   }
 
   connect() {
+    if (this.mode === "sse") {
+      this.connectSse();
+      return;
+    }
     let ws;
     try {
       ws = new WebSocket(this.url);
     } catch {
+      this.failed();
       this.scheduleReconnect();
       return;
     }
     this.ws = ws;
+    let opened = false;
     // A connection that neither opens nor fails (a hung server, a captive portal) is retried.
     const opening = setTimeout(() => {
       if (ws.readyState === WebSocket.CONNECTING) this.abandon(ws);
     }, OPEN_TIMEOUT_MS);
     ws.onopen = () => {
       clearTimeout(opening);
+      opened = true;
+      this.failures = 0;
+      this.acked.clear();
       const since = {};
       for (const [channel, s] of this.states) since[channel] = { epoch: s.epoch, seq: s.seq };
       this.send({ type: "subscribe", channels: this.channels, since });
@@ -155,6 +185,7 @@ export class FeedClient extends EventTarget {
     };
     ws.onclose = (event) => {
       clearInterval(this.pinger);
+      if (!opened) this.failed();
       if (this.ws !== ws) return;
       this.ws = null;
       this.resyncing.clear();
@@ -162,6 +193,78 @@ export class FeedClient extends EventTarget {
       // 1003 and 1008 mean this page did something wrong: retrying soon would only repeat it.
       this.scheduleReconnect(event.code === 1003 || event.code === 1008 ? MAX_BACKOFF_MS : 0);
     };
+  }
+
+  // A websocket that never opened, again: past a few, the network does not let them through.
+  failed() {
+    this.failures += 1;
+    if (this.failures >= SSE_AFTER_FAILURES && typeof EventSource === "function") {
+      this.mode = "sse";
+    }
+  }
+
+  // The feed as Server-Sent Events: one-way, so the channels and the position to resume from
+  // go in the address; the server sends a pong every few seconds, so silence still means a
+  // dead connection. Reconnection is ours, not EventSource's, to resume from our own state.
+  connectSse() {
+    const base = this.url.replace(/^ws/, "http").replace(/\/ws(\?.*)?$/, "/sse");
+    const params = new URLSearchParams(this.query.slice(1));
+    params.set("channels", this.channels.join(","));
+    const since = this.streamId();
+    if (since) params.set("since", since);
+    let es;
+    try {
+      es = new EventSource(`${base}?${params}`);
+    } catch {
+      this.scheduleReconnect();
+      return;
+    }
+    this.es = es;
+    this.heard = performance.now();
+    this.pinger = setInterval(() => {
+      if (performance.now() - this.heard > SILENT_MS) this.abandonSse(es);
+    }, PING_EVERY_MS);
+    es.onmessage = (message) => {
+      this.heard = performance.now();
+      let msg;
+      try {
+        msg = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      if (msg && typeof msg === "object") this.receive(msg);
+    };
+    es.onerror = () => this.abandonSse(es);
+  }
+
+  // Where this page stands, as the server's SSE ids say it: `<epoch>:<seq>` for one channel,
+  // `<channel>=<epoch>:<seq>,...` for several.
+  streamId() {
+    const held = this.channels.filter((c) => this.states.has(c));
+    if (this.channels.length === 1 && held.length === 1) {
+      const s = this.states.get(held[0]);
+      return `${s.epoch}:${s.seq}`;
+    }
+    return held.map((c) => `${c}=${this.states.get(c).epoch}:${this.states.get(c).seq}`).join(",");
+  }
+
+  abandonSse(es) {
+    clearInterval(this.pinger);
+    es.onmessage = null;
+    es.onerror = null;
+    es.close();
+    if (this.es !== es) return;
+    this.es = null;
+    this.resyncing.clear();
+    this.setOnline(false);
+    this.scheduleReconnect();
+  }
+
+  // A screen says an announcement is on display (delivery receipts for emergencies).
+  ack(id) {
+    if (this.acked.has(id) || !this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+    this.acked.add(id);
+    this.send({ type: "ack", id });
   }
 
   // Give up on a socket that went silent: a close handshake with a dead peer could take
@@ -191,7 +294,7 @@ export class FeedClient extends EventTarget {
   }
 
   retrySoon() {
-    if (!this.ws) {
+    if (!this.ws && !this.es) {
       this.attempt = 0;
       this.scheduleReconnect();
     }
@@ -236,6 +339,10 @@ export class FeedClient extends EventTarget {
           // A gap should never happen; if it does, ask once to resume from what we have.
           if (!this.resyncing.has(msg.channel)) {
             this.resyncing.add(msg.channel);
+            if (this.es) {
+              this.abandonSse(this.es); // a stream cannot be asked: open it again from here
+              return;
+            }
             this.send({
               type: "subscribe", channels: [msg.channel],
               since: { [msg.channel]: { epoch: held.epoch, seq: held.seq } },

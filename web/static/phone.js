@@ -1,7 +1,7 @@
 // The attendees' page for phones: /. Every room's now and next, live; filters by track and
 // language; favourite sessions kept on the phone (no account); the announcements; what changed
 // (delays, moves, cancellations). Works offline with the last state it saw.
-import { FeedClient, inLanguage, nowAndNext } from "/static/feed-client.js";
+import { FeedClient, inLanguage, nowAndNext, pageOptions } from "/static/feed-client.js";
 import { chooseLanguage, setLanguage, t as base } from "/static/i18n.js";
 import {
   $, announcementItems, badge, bdi, clockText, connectionBanner, el, emergencyOverlay, guarded,
@@ -234,7 +234,7 @@ async function start() {
   }
   filters();
   feed = new FeedClient(["venue", ...program.rooms.map((r) => `room:${r.id}`)],
-    { persist: "feed-phone" });
+    { persist: "feed-phone", ...pageOptions("phone") });
   feed.addEventListener("change", render);
   feed.addEventListener("connection", render);
   feed.start();

@@ -1,6 +1,6 @@
 // The hall's overview: /screen/hall. Every room's now and next, delays and full rooms, and the
 // announcements for everyone; an emergency takes over the screen.
-import { FeedClient, nowAndNext } from "/static/feed-client.js";
+import { FeedClient, nowAndNext, pageOptions } from "/static/feed-client.js";
 import { chooseLanguage, setLanguage, t } from "/static/i18n.js";
 import {
   $, announcementItems, badge, bdi, clockText, connectionBanner, el, emergencyOverlay, guarded,
@@ -85,6 +85,7 @@ function render() {
       keyed($("announcements"), JSON.stringify([lang, notes.map((a) => [a.id, a.text])]),
         () => announcementItems(notes, lang));
       emergencyOverlay($("emergency"), emergency, lang);
+      if (emergency) feed.ack(emergency.id); // on display: tell the console
     },
   );
 }
@@ -110,7 +111,9 @@ async function start() {
       await new Promise((done) => setTimeout(done, Math.min(10_000, 500 * 2 ** attempt)));
     }
   }
-  feed = new FeedClient(["venue", ...rooms.map((r) => `room:${r.id}`)], { persist: "feed-hall" });
+  feed = new FeedClient(["venue", ...rooms.map((r) => `room:${r.id}`)], {
+    persist: "feed-hall", ...pageOptions("screen"),
+  });
   feed.addEventListener("change", render);
   feed.addEventListener("connection", render);
   feed.start();

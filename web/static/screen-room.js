@@ -1,5 +1,5 @@
 // The screen at a room's door: /screen/room/{room}.
-import { FeedClient, nowAndNext } from "/static/feed-client.js";
+import { FeedClient, nowAndNext, pageOptions } from "/static/feed-client.js";
 import { chooseLanguage, setLanguage, t } from "/static/i18n.js";
 import {
   $, announcementItems, badge, bdi, clockText, connectionBanner, el, emergencyOverlay, guarded,
@@ -18,7 +18,7 @@ const room = roomOfPath();
 // A mistyped room must not cost this screen the venue's announcements and emergencies.
 const wellFormed = /^[a-z0-9][a-z0-9_-]{0,63}$/.test(room);
 const channel = `room:${room}`;
-const feed = new FeedClient(wellFormed ? [channel, "venue"] : ["venue"]);
+const feed = new FeedClient(wellFormed ? [channel, "venue"] : ["venue"], pageOptions("screen"));
 // Not a room id, or the server says the program has no such room.
 const known = () => wellFormed && !feed.unknown.has(channel);
 let lang = chooseLanguage();
@@ -66,6 +66,7 @@ function render() {
       keyed($("announcements"), JSON.stringify([lang, shown.map((a) => [a.id, a.text])]),
         () => announcementItems(shown, lang));
       emergencyOverlay($("emergency"), emergency, lang);
+      if (emergency) feed.ack(emergency.id); // on display: tell the console
     },
   );
 }

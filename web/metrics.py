@@ -1,0 +1,142 @@
+"""`GET /metrics`: what the server is doing, in Prometheus's text format.
+
+Nothing here runs on the hot path. The hub, the relay and the write path keep plain integer
+counts and a small latency histogram as they go; this module reads them when Prometheus
+scrapes, with the official `prometheus_client` doing the encoding.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from feed.relay import Relay
+    from web.ws import Client, Outbox
+
+# Seconds from the first frame handed out in a turn of the event loop to its last write.
+FANOUT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Histogram:
+    """Cumulative-bucket latency counts, cheap enough to update once per write turn."""
+
+    def __init__(self, bounds: tuple[float, ...] = FANOUT_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one: above every bound
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds
+
+    def buckets(self) -> list[tuple[str, float]]:
+        running, out = 0, []
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += count
+            out.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
+        return out
+
+
+class FeedCollector(Collector):
+    def __init__(
+        self, relay: Callable[[], Relay | None], clients: set[Client], outbox: Outbox
+    ) -> None:
+        self._relay = relay
+        self._clients = clients
+        self._outbox = outbox
+
+    def collect(self) -> Iterator[Metric]:
+        kinds = Counter(c.kind for c in self._clients)
+        connections = GaugeMetricFamily(
+            "feed_connections", "Open websocket connections, by kind of client", labels=["kind"]
+        )
+        for kind in ("screen", "phone", "console", "other"):
+            connections.add_metric([kind], kinds.get(kind, 0))
+        yield connections
+        outbox = self._outbox
+        yield _counter(
+            "feed_writes", "Socket writes to clients (each may carry several frames)", outbox.writes
+        )
+        yield _counter(
+            "feed_slow_disconnects",
+            "Clients closed with 4008 for leaving too much unread",
+            outbox.slow_closes,
+        )
+        fanout = HistogramMetricFamily(
+            "feed_fanout_seconds",
+            "From the first frame handed out in a turn of the event loop to its last write",
+        )
+        fanout.add_metric([], outbox.fanout.buckets(), outbox.fanout.total)
+        yield fanout
+        relay = self._relay()
+        if relay is None:
+            return
+        hub = relay.hub
+        subscribers = GaugeMetricFamily(
+            "feed_subscriptions", "Clients subscribed, by channel", labels=["channel"]
+        )
+        for name, ch in hub.channels.items():
+            if ch.subscribers:
+                subscribers.add_metric([name], len(ch.subscribers))
+        yield subscribers
+        counts = hub.counts
+        yield _counter("feed_events", "Events received from Redis and fanned out", counts.events)
+        yield _counter("feed_deliveries", "Event frames handed to subscribers", counts.deliveries)
+        resumes = CounterMetricFamily(
+            "feed_subscribes",
+            "Subscriptions, by how they started: a snapshot for a new client, a resume with "
+            "exactly the missed events (no gap), or a resume that needed a snapshot",
+            labels=["start"],
+        )
+        resumes.add_metric(["snapshot"], counts.snapshots)
+        resumes.add_metric(["resumed"], counts.resumed)
+        resumes.add_metric(["resumed_with_snapshot"], counts.resumed_with_snapshot)
+        yield resumes
+        yield _counter(
+            "feed_redis_subscriptions",
+            "Times Redis confirmed the bus subscription "
+            "(the first time, then after each reconnect)",
+            relay.subscriptions,
+        )
+        yield _counter("feed_redis_losses", "Times the bus subscription was lost", relay.losses)
+        yield _counter(
+            "feed_bad_envelopes",
+            "Malformed messages read from the bus and dropped",
+            relay.bad_envelopes,
+        )
+        yield GaugeMetricFamily(
+            "feed_ready", "1 while subscribed to Redis and caught up", value=float(relay.live)
+        )
+
+
+def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, documentation, value=value)
+
+
+def registry(collectors: Iterable[Collector]) -> CollectorRegistry:
+    """A registry of our own (not the global one), with the process's standard metrics."""
+    from prometheus_client import GCCollector, PlatformCollector, ProcessCollector  # noqa: PLC0415
+
+    reg = CollectorRegistry()
+    ProcessCollector(registry=reg)
+    PlatformCollector(registry=reg)
+    GCCollector(registry=reg)
+    for collector in collectors:
+        reg.register(collector)
+    return reg
+
+
+def render(reg: CollectorRegistry) -> bytes:
+    return generate_latest(reg)

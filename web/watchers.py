@@ -1,0 +1,170 @@
+"""Who is watching, across every server: viewers per room, the venue's screens, and which
+screens showed an announcement.
+
+Each server reports every few seconds, in Redis, how many connections it holds per channel
+and kind (the counts expire with the server), and the records of the named screens connected
+to it (`/ws?screen=door-atlas-1`), kept by name with when they were last seen, so the console
+can say which screen is dark and where to walk. Screens acknowledge an announcement once it is
+on display (`{"type": "ack", "id": ...}`); the console asks who did and who did not.
+
+    GET /api/presence                      viewers per room and kind
+    GET /api/screens                       every known screen: online or not, last seen
+    GET /api/announcements/{id}/receipts   the screens showing it, and the ones that are not
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import socket
+import time
+from collections import Counter
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from feed import keys
+from feed.bus import Bus
+from feed.errors import FeedError, InvalidMessage, raise_if_cancelled
+from web import api
+from web.ws import Client
+
+log = logging.getLogger(__name__)
+
+REPORT_EVERY = 5.0  # seconds between a server's reports
+STALE_AFTER = 3 * REPORT_EVERY  # a count or a screen not reported for this long is gone
+RECEIPTS_TTL = 7 * 24 * 3600  # seconds receipts are kept
+
+WATCHERS: web.AppKey[Watchers] = web.AppKey("watchers")
+
+
+def now_ms() -> int:
+    """Real time, also in the demo: staff walk to a dark screen in this world's minutes."""
+    return int(time.time() * 1000)
+
+
+class Watchers:
+    def __init__(self, bus: Bus, clients: set[Client]) -> None:
+        self.bus = bus
+        self.clients = clients
+        self.server = f"{socket.gethostname()}-{secrets.token_hex(3)}"
+        self._gone: dict[str, dict[str, Any]] = {}  # named screens that left since the report
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def record(self, client: Client, *, online: bool) -> dict[str, Any]:
+        return {
+            "name": client.screen,
+            "channels": sorted(client.channels),
+            "online": online,
+            "last_seen": now_ms(),
+            "server": self.server,
+        }
+
+    def left(self, client: Client) -> None:
+        """A client disconnected: a named screen shows as offline from the next report on."""
+        if client.screen is not None:
+            self._gone[client.screen] = self.record(client, online=False)
+
+    def ack(self, client: Client, announcement_id: str) -> None:
+        """A screen says it shows an announcement. Only named screens can say so: the console
+        lists them by name."""
+        if client.screen is None:
+            raise InvalidMessage("only a named screen (/ws?screen=NAME) acknowledges")
+        task = asyncio.create_task(self._ack(client.screen, announcement_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ack(self, screen: str, announcement_id: str) -> None:
+        try:
+            await self.bus.receipt(announcement_id, screen, now_ms(), RECEIPTS_TTL)
+        except FeedError as exc:
+            log.info("could not record that %s shows %s: %s", screen, announcement_id, exc)
+
+    async def report(self) -> None:
+        counts = Counter(f"{ch}|{c.kind}" for c in self.clients for ch in c.channels)
+        here = {c.screen: c for c in self.clients if c.screen is not None}
+        screens = {
+            name: orjson.dumps(record)
+            for name, record in self._gone.items()
+            if name not in here  # the same screen came back on another connection
+        }
+        screens.update(
+            {name: orjson.dumps(self.record(c, online=True)) for name, c in here.items()}
+        )
+        self._gone.clear()
+        await self.bus.report_presence(self.server, dict(counts), screens, ttl=int(STALE_AFTER))
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(REPORT_EVERY)
+            try:
+                await self.report()
+            except Exception as exc:
+                raise_if_cancelled(exc)
+                if isinstance(exc, FeedError):
+                    log.info("presence not reported: %s", exc)
+                else:
+                    log.exception("presence report failed")
+
+    def online(self, record: dict[str, Any], now: int) -> bool:
+        last_seen = record.get("last_seen")
+        fresh = isinstance(last_seen, int) and now - last_seen <= STALE_AFTER * 1000
+        return bool(record.get("online")) and fresh
+
+
+async def get_presence(request: web.Request) -> web.Response:
+    await api.caller(request)
+    counts = await request.app[WATCHERS].bus.presence()
+    rooms: dict[str, dict[str, int]] = {}
+    for key, count in counts.items():
+        channel, _, kind = key.rpartition("|")
+        place = keys.room_of(channel) or channel  # a room's id, or "venue"
+        rooms.setdefault(place, {}).setdefault(kind, 0)
+        rooms[place][kind] += count
+    return api.answer({"rooms": rooms, "stale_after_s": STALE_AFTER})
+
+
+async def get_screens(request: web.Request) -> web.Response:
+    await api.caller(request)
+    watchers = request.app[WATCHERS]
+    now = now_ms()
+    screens = [
+        {**record, "online": watchers.online(record, now)}
+        for record in await watchers.bus.screens()
+    ]
+    return api.answer({"screens": screens})
+
+
+async def get_receipts(request: web.Request) -> web.Response:
+    await api.caller(request)
+    announcement_id = request.match_info["id"]
+    watchers = request.app[WATCHERS]
+    bus = watchers.bus
+    shown = await bus.receipts(announcement_id)
+    record = await bus.announcement(announcement_id)
+    channels = set(record["channels"]) if record else set()
+    now = now_ms()
+    # The screens that should show it: those online now that follow one of its channels (all
+    # of them when the announcement is no longer on record).
+    expected = sorted(
+        r["name"]
+        for r in await bus.screens()
+        if watchers.online(r, now) and (not channels or channels & set(r.get("channels", [])))
+    )
+    return api.answer(
+        {
+            "id": announcement_id,
+            "channels": sorted(channels),
+            "screens": len(set(expected) | set(shown)),
+            "shown": [{"screen": name, "at": at} for name, at in sorted(shown.items())],
+            "missing": [name for name in expected if name not in shown],
+        }
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/presence", get_presence)
+    app.router.add_get("/api/screens", get_screens)
+    app.router.add_get("/api/announcements/{id}/receipts", get_receipts)
