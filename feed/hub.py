@@ -64,6 +64,9 @@ class Channel:
     recent: deque[tuple[int, bytes]] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
     buffered: list[Event] = field(default_factory=list)
     overflowed: bool = False  # events were dropped from `buffered`: a sync must read them again
+    # How many of `buffered` had arrived when the sync read now in flight began: any of them
+    # beyond the position that read returns cannot have been published (see `synced`).
+    read_mark: int = 0
 
     @property
     def position(self) -> Position | None:
@@ -82,6 +85,7 @@ class Counts:
     snapshots: int = 0  # subscriptions that started from a snapshot, with no position given
     resumed: int = 0  # resumes served with exactly the missed events: no gap
     resumed_with_snapshot: int = 0  # resumes that needed a snapshot (too old, another epoch)
+    impossible: int = 0  # bus events beyond what Redis holds, seen before it was read: dropped
 
 
 class Hub:
@@ -229,6 +233,12 @@ class Hub:
         for ch in self.channels.values():
             ch.live = False
 
+    def reading(self, name: str) -> None:
+        """A sync read of the channel begins now (feed.relay calls this just before it)."""
+        ch = self.channels.get(name)
+        if ch is not None:
+            ch.read_mark = len(ch.buffered)
+
     def synced(
         self, name: str, epoch: str, seq: int, state: State, events: list[Event]
     ) -> tuple[bool, list[tuple[Sink, NeedHistory]]]:
@@ -241,6 +251,15 @@ class Hub:
         ch = self.channels.get(name)
         if ch is None:
             return False, []
+        # An event of this epoch that arrived before the read began, yet is beyond what Redis
+        # holds, was never published there (a stray or forged message on the bus): Redis would
+        # have it. Kept, it would ask for a sync after every sync, forever.
+        early = ch.buffered[: ch.read_mark]
+        impossible = [ev for ev in early if ev.epoch == epoch and ev.seq > seq]
+        if impossible:
+            self.counts.impossible += len(impossible)
+            ch.buffered = [ev for ev in ch.buffered if all(ev is not x for x in impossible)]
+        ch.read_mark = 0
         catch_up = [ev for ev in events if ev.epoch == ch.epoch and ev.seq > ch.seq]
         joins = all(ev.seq == ch.seq + 1 + i for i, ev in enumerate(catch_up))
         if ch.state is None or epoch != ch.epoch:

@@ -207,6 +207,7 @@ class Relay:
         if name not in self.hub.channels:
             return  # evicted while it waited: nobody here follows it any more
         generation = self._generation
+        self.hub.reading(name)
         try:
             synced = await self.bus.sync(name, known=known, after=known)
         except Unavailable as exc:
@@ -217,7 +218,13 @@ class Relay:
             # been missed, so it proves nothing. The next confirmation syncs everything again.
             self._stale.add(name)
             return
+        dropped = self.hub.counts.impossible
         gap, needs = self.hub.synced(name, synced.epoch, synced.seq, synced.state, synced.events)
+        if self.hub.counts.impossible > dropped:
+            log.warning(
+                "dropped %d event(s) of %s from the bus that Redis never stored (seq beyond %d)",
+                self.hub.counts.impossible - dropped, name, synced.seq,
+            )  # fmt: skip
         if gap:
             self._want(name)
         for sink, need in needs:

@@ -116,6 +116,11 @@ class FeedCollector(Collector):
             "Malformed messages read from the bus and dropped",
             relay.bad_envelopes,
         )
+        yield _counter(
+            "feed_impossible_events",
+            "Events on the bus beyond what Redis holds (never stored there) and dropped",
+            counts.impossible,
+        )
         yield GaugeMetricFamily(
             "feed_ready", "1 while subscribed to Redis and caught up", value=float(relay.live)
         )

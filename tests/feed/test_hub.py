@@ -506,3 +506,27 @@ def test_idle_channels_are_evicted_oldest_first(monkeypatch: pytest.MonkeyPatch)
     hub.subscribe(sink, "room:d", None)
     hub.unsubscribe(sink, "room:d")
     assert sorted(hub.channels) == ["room:b", "room:c", "room:d"]
+
+
+def test_an_event_redis_never_stored_is_dropped_instead_of_syncing_forever() -> None:
+    hub, sink = make_hub(), Recorder()
+    loaded(hub, 1, sink)
+    assert hub.event(ev(1000)) is True  # far ahead: a stray message on the bus
+    hub.reading(CH)  # the relay reads Redis after it arrived...
+    # ...and Redis is at 1: an event it never had cannot be waited for.
+    assert hub.synced(CH, E1, 1, state_at(1), []) == (False, [])
+    assert hub.channels[CH].buffered == [] and hub.channels[CH].live is True
+    assert hub.counts.impossible == 1
+    hub.event(ev(2))
+    assert sink.kinds() == ["event@2"]
+
+
+def test_an_event_ahead_that_came_during_the_read_is_kept_for_the_next_sync() -> None:
+    hub, sink = make_hub(), Recorder()
+    loaded(hub, 1, sink)
+    assert hub.event(ev(3)) is True
+    hub.reading(CH)
+    hub.event(ev(4))  # arrives while the read is in flight: it may well be real
+    again, _ = hub.synced(CH, E1, 3, state_at(3), [ev(2), ev(3)])
+    assert again is False and sink.kinds() == ["event@2", "event@3", "event@4"]
+    assert hub.counts.impossible == 0

@@ -1134,11 +1134,6 @@ async def _redis_syncs(rc: aioredis.Redis) -> int:
     return sum(int(v["calls"]) for k, v in info.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="feed/hub.py keeps an envelope whose seq is ahead of Redis buffered and re-feeds it "
-    "after every sync, which asks for another sync at once: thousands of Redis calls a second",
-)
 async def test_one_envelope_far_ahead_leaves_the_relay_quiet(
     redis: RedisProcess, feed_server: Servers, watcher_factory: Callable[..., Any]
 ) -> None:
