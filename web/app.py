@@ -311,6 +311,8 @@ async def json_errors(
         code = exc.reason.lower().replace(" ", "_")
         body = {"error": {"code": code, "message": text, "field": None}}
         return web.json_response(body, status=exc.status, headers=_allow(exc))
+    except ConnectionResetError:
+        raise  # the client left: nobody to answer, nothing to report
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         message = "unexpected server error; it has been logged"

@@ -306,3 +306,10 @@ async def test_a_body_that_arrives_in_pieces_is_read_whole(api: Api) -> None:
                  "Content-Type": "application/json"},
     ) as answer:  # fmt: skip
         assert answer.status == 200, await answer.text()
+
+
+async def test_a_program_over_32_mib_is_refused_whole(api: Api) -> None:
+    status, body, _ = await api.call(
+        "POST", "/api/schedule", who="admin", raw=b" " * (32 * 1024 * 1024 + 1)
+    )
+    assert status == 413 and set(body["error"]) == {"code", "message", "field"}

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from feed.bus import Bus
@@ -324,3 +325,35 @@ async def test_pages_fall_back_to_server_sent_events_when_websockets_fail(
         forced = await browser.new_page()
         await forced.goto(f"{server.url}/screen/room/atlas?lang=en&transport=sse")
         await expect(forced.locator("#status")).to_have_text("Room full")
+
+
+async def test_an_imported_program_is_text_never_html(
+    redis: RedisProcess, feed_server: Servers, browser: Any
+) -> None:
+    server = feed_server(redis.url)
+    attack = '<img src=x onerror="window.pwned = true"><script>window.pwned = true</script>'
+    doc = orjson.loads(EXPO.read_bytes())
+    conference = doc["schedule"]["conference"]
+    conference["rooms"][1]["name"] = f"Anfa {attack}"  # a room's name, on every screen
+    day = conference["days"][0]["rooms"]
+    day[f"Anfa {attack}"] = day.pop("Anfa")
+    for talk in day[f"Anfa {attack}"]:
+        talk["room"] = f"Anfa {attack}"
+    async with Publisher(redis.url) as pub:
+        await pub.import_program(orjson.dumps(doc), source="expo.json")
+        pages = []
+        for path in ("/screen/hall", "/"):
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            await page.add_init_script("window.pwned = false")
+            await page.goto(f"{server.url}{path}?lang=fr")
+            await expect(page.locator("body")).to_have_attribute("data-online", "true")
+            pages.append(page)
+        await expect(pages[0].locator("body")).to_contain_text(f"Anfa {attack}")
+        # A session retitled by a new import: the phones list what changed, with its title.
+        day["Atlas"][0]["title"] = f"Ouverture {attack}"
+        await pub.import_program(orjson.dumps(doc), source="expo.json")
+    await expect(pages[1].locator("body")).to_contain_text(f"Ouverture {attack}")
+    for page in pages:
+        await page.wait_for_timeout(300)
+        assert await page.locator("body img, body script:not([src])").count() == 0
+        assert await page.evaluate("window.pwned") is False
