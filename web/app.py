@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web, web_protocol
 from prometheus_client import CollectorRegistry
@@ -262,32 +263,25 @@ async def metrics_page(request: web.Request) -> web.Response:
     )
 
 
+def _feed(app: web.Application) -> dict[str, Any]:
+    """What the websocket and the SSE endpoints are served with."""
+    return {
+        "relay": app[RELAY],
+        "clients": app[CLIENTS],
+        "outbox": app[OUTBOX],
+        "gate": app[GATE],
+        "presence": app[watchers.WATCHERS],
+        "settings": app[SETTINGS],
+        "clock": app[CLOCK],
+    }
+
+
 async def events(request: web.Request) -> web.StreamResponse:
-    app = request.app
-    return await sse.handle(
-        request,
-        relay=app[RELAY],
-        clients=app[CLIENTS],
-        outbox=app[OUTBOX],
-        gate=app[GATE],
-        presence=app[watchers.WATCHERS],
-        settings=app[SETTINGS],
-        clock=app[CLOCK],
-    )
+    return await sse.handle(request, **_feed(request.app))
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
-    app = request.app
-    return await ws.handle(
-        request,
-        relay=app[RELAY],
-        clients=app[CLIENTS],
-        outbox=app[OUTBOX],
-        gate=app[GATE],
-        presence=app[watchers.WATCHERS],
-        settings=app[SETTINGS],
-        clock=app[CLOCK],
-    )
+    return await ws.handle(request, **_feed(request.app))
 
 
 @web.middleware

@@ -24,11 +24,11 @@ from aiohttp import web
 
 from feed import keys, protocol
 from feed.clock import Clock
-from feed.errors import CloseCode, InvalidMessage, NotFound
+from feed.errors import CloseCode, InvalidMessage
 from feed.protocol import Position
 from feed.relay import Relay
 from feed.settings import Settings
-from web.ws import Client, Gate, Outbox, Presence, identity
+from web.ws import Client, Gate, Outbox, Presence, follow, identity
 
 KEEPALIVE = 5.0  # seconds between pongs on a stream
 RETRY_MS = 2000  # how soon a browser's EventSource reconnects on its own
@@ -138,16 +138,7 @@ async def handle(
         clients.add(client)
         try:
             client.send(protocol.hello(clock.ms(), relay.live, clock.rate))
-            unknown = [c for c in channels if not relay.allowed(c)]
-            wanted = [c for c in channels if c not in unknown]
-            client.channels.update(wanted)
-            relay.subscribe(client, wanted, since)
-            if unknown:
-                names = ", ".join(c.removeprefix(keys.ROOM_PREFIX) for c in unknown)
-                client.send(
-                    protocol.error(NotFound.code, f"no room {names} in the program",
-                                   channels=unknown)
-                )  # fmt: skip
+            follow(client, relay, channels, since)
             transport = request.transport
             while client.close_code is None:
                 await asyncio.wait({client.closed}, timeout=KEEPALIVE)

@@ -18,6 +18,7 @@ import itertools
 import logging
 import re
 import time
+from collections.abc import Iterable, Mapping
 from typing import Protocol, cast
 
 from aiohttp import WSMsgType, web
@@ -33,7 +34,7 @@ from feed.errors import (
     NotFound,
     RateLimited,
 )
-from feed.protocol import Ack, Ping, Subscribe, Unsubscribe
+from feed.protocol import Ack, Ping, Position, Subscribe, Unsubscribe
 from feed.relay import Relay
 from feed.settings import Settings
 from web.metrics import Histogram
@@ -386,6 +387,23 @@ async def _serve(  # noqa: PLR0917 - the private half of `handle`
     return ws
 
 
+def follow(
+    client: Client, relay: Relay, channels: Iterable[str], since: Mapping[str, Position]
+) -> None:
+    """Subscribe `client` to the channels it may follow, and tell it which it may not (rooms
+    not in the program): the others are followed, so a mistyped room keeps the venue's news."""
+    unknown = [c for c in channels if not relay.allowed(c)]
+    wanted = [c for c in channels if c not in unknown]
+    client.channels.update(wanted)
+    relay.subscribe(client, wanted, since)
+    if unknown:
+        client.errors += 1
+        names = ", ".join(c.removeprefix(keys.ROOM_PREFIX) for c in unknown)
+        client.send(
+            protocol.error(NotFound.code, f"no room {names} in the program", channels=unknown)
+        )
+
+
 def _receive(client: Client, relay: Relay, presence: Presence, data: str, clock: Clock) -> None:
     try:
         msg = protocol.parse_client(data)
@@ -400,18 +418,7 @@ def _receive(client: Client, relay: Relay, presence: Presence, data: str, clock:
                 raise LimitExceeded(
                     f"at most {protocol.MAX_CHANNELS_PER_CONNECTION} channels per connection"
                 )
-            unknown = [c for c in msg.channels if not relay.allowed(c)]
-            channels = [c for c in msg.channels if c not in unknown]
-            client.channels.update(channels)
-            relay.subscribe(client, channels, msg.since)
-            if unknown:  # the others are followed: a mistyped room keeps the venue's news
-                client.errors += 1
-                names = ", ".join(c.removeprefix(keys.ROOM_PREFIX) for c in unknown)
-                client.send(
-                    protocol.error(
-                        NotFound.code, f"no room {names} in the program", channels=unknown
-                    )
-                )
+            follow(client, relay, msg.channels, msg.since)
         elif isinstance(msg, Unsubscribe):
             relay.unsubscribe(client, msg.channels)
             client.channels.difference_update(msg.channels)

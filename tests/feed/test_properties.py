@@ -9,18 +9,13 @@ the parsers allow, lone surrogates, NaN. Examples found by these tests are pinne
 from __future__ import annotations
 
 import json
-import os
-import sys
-import tempfile
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from feed import keys, models, protocol
-from feed.errors import FeedError, error_body
 from feed.models import MAX_DELAY_MINUTES, MAX_TEXT, Kind, Priority, Status
 from feed.protocol import (
     MAX_CHANNELS_PER_CONNECTION,
@@ -31,41 +26,12 @@ from feed.protocol import (
     Subscribe,
     Unsubscribe,
 )
-
-# Hypothesis keeps caches in ./.hypothesis even with no example database: in /tmp instead.
-os.environ.setdefault(
-    "HYPOTHESIS_STORAGE_DIRECTORY",
-    os.path.join(tempfile.gettempdir(), "live-session-feed-hypothesis"),
-)
-
-T = TypeVar("T")
-DEFAULT_RECURSION_LIMIT = 1000
+from tests.ours import ours
 
 # Each property runs `max_examples` inputs (and its `@example`s); the file runs in about ten
 # seconds. No example database (and Hypothesis's caches in a temporary directory): nothing is
 # written under the repository.
 FUZZ = settings(max_examples=300, deadline=None, database=None)
-
-
-def ours(call: Callable[[], T]) -> T | None:
-    """The call's value, or None when it raised the project's own error with a message.
-
-    Any other exception propagates, and fails the property. The call runs with Python's default
-    recursion limit, as in the server: Hypothesis raises it while a test runs, which would hide a
-    RecursionError."""
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(DEFAULT_RECURSION_LIMIT)
-    try:
-        return call()
-    except FeedError as exc:
-        assert isinstance(exc.message, str)
-        assert exc.message.strip()
-        assert str(exc) == exc.message
-        protocol.error(exc.code, exc.message)  # a client can be told
-        orjson.dumps(error_body(exc))  # and so can an API caller
-        return None
-    finally:
-        sys.setrecursionlimit(limit)
 
 
 # ---- values ----------------------------------------------------------------------------------

@@ -12,33 +12,21 @@ from __future__ import annotations
 import copy
 import encodings.aliases
 import json
-import os
-import sys
-import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from feed import keys
-from feed.errors import FeedError, error_body
 from feed.program import Program
 from publisher import importers
 from publisher.importers import parse
-
-# Hypothesis keeps caches in ./.hypothesis even with no example database: in /tmp instead.
-os.environ.setdefault(
-    "HYPOTHESIS_STORAGE_DIRECTORY",
-    os.path.join(tempfile.gettempdir(), "live-session-feed-hypothesis"),
-)
-
-T = TypeVar("T")
-DEFAULT_RECURSION_LIMIT = 1000
+from tests.ours import ours
 
 # Each property runs `max_examples` inputs (and its `@example`s); the file runs in about ten
 # seconds. No example database (and Hypothesis's caches in a temporary directory): nothing is
@@ -51,25 +39,6 @@ JSON_DOCS = {
     name: (FIXTURES / name).read_bytes() for name in ["schedule.json", "pretalx-widget.json"]
 }
 VALID = {**XML_DOCS, **JSON_DOCS}
-
-
-def ours(call: Callable[[], T]) -> T | None:
-    """The call's value, or None when it raised the project's own error with a message.
-
-    Any other exception propagates, and fails the property. The call runs with Python's default
-    recursion limit, as in the server: Hypothesis raises it while a test runs, which would hide a
-    RecursionError."""
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(DEFAULT_RECURSION_LIMIT)
-    try:
-        return call()
-    except FeedError as exc:
-        assert isinstance(exc.message, str)
-        assert exc.message.strip()
-        orjson.dumps(error_body(exc))  # the API can send it
-        return None
-    finally:
-        sys.setrecursionlimit(limit)
 
 
 def check_program(p: Program) -> None:

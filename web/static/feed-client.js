@@ -173,16 +173,7 @@ export class FeedClient extends EventTarget {
         else this.send({ type: "ping" });
       }, PING_EVERY_MS);
     };
-    ws.onmessage = (message) => {
-      this.heard = performance.now();
-      let msg;
-      try {
-        msg = JSON.parse(message.data);
-      } catch {
-        return;
-      }
-      if (msg && typeof msg === "object") this.receive(msg);
-    };
+    ws.onmessage = (message) => this.heardText(message.data);
     ws.onclose = (event) => {
       clearInterval(this.pinger);
       if (!opened) this.failed();
@@ -193,6 +184,18 @@ export class FeedClient extends EventTarget {
       // 1003 and 1008 mean this page did something wrong: retrying soon would only repeat it.
       this.scheduleReconnect(event.code === 1003 || event.code === 1008 ? MAX_BACKOFF_MS : 0);
     };
+  }
+
+  // A message from the server, on either transport: anything but a JSON object is ignored.
+  heardText(data) {
+    this.heard = performance.now();
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (msg && typeof msg === "object") this.receive(msg);
   }
 
   // A websocket that never opened, again: past a few, the network does not let them through.
@@ -224,16 +227,7 @@ export class FeedClient extends EventTarget {
     this.pinger = setInterval(() => {
       if (performance.now() - this.heard > SILENT_MS) this.abandonSse(es);
     }, PING_EVERY_MS);
-    es.onmessage = (message) => {
-      this.heard = performance.now();
-      let msg;
-      try {
-        msg = JSON.parse(message.data);
-      } catch {
-        return;
-      }
-      if (msg && typeof msg === "object") this.receive(msg);
-    };
+    es.onmessage = (message) => this.heardText(message.data);
     es.onerror = () => this.abandonSse(es);
   }
 
