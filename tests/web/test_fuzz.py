@@ -23,7 +23,7 @@ Every run is seeded and bounded (about 30 s for the five tests). The counts of o
 3. Redis bus. `test_bus_garbage_changes_nothing_for_clients`: BUS_GARBAGE (300) messages
    PUBLISHed straight on `feed.keys.BUS`, between BUS_EVENTS (30) real events on the watched
    room. `test_one_envelope_far_ahead_leaves_the_relay_quiet` injects one more, far ahead, and
-   counts the server's Redis calls (an expected failure until feed/hub.py is fixed).
+   counts the server's Redis calls: one sync proves Redis never stored it, and it is dropped.
 """
 
 from __future__ import annotations
