@@ -71,12 +71,21 @@ class Json(logging.Formatter):
         return scrub(orjson.dumps(line, default=str).decode())
 
 
-def setup(level: str, fmt: str = FORMAT, *, style: str = "auto", **static: Any) -> None:
+def setup(
+    level: str,
+    fmt: str = FORMAT,
+    *,
+    style: str = "auto",
+    filters: tuple[logging.Filter, ...] = (),
+    **static: Any,
+) -> None:
     """Log to stderr at `level`: as text (`fmt`) in a terminal or with style "text", as JSON
     lines otherwise or with style "json"; `static` fields go on every JSON line."""
     handler = logging.StreamHandler()
     as_json = style == "json" or (style == "auto" and not sys.stderr.isatty())
     handler.setFormatter(Json(static) if as_json else logging.Formatter(fmt))
+    for extra in filters:
+        handler.addFilter(extra)
     handler.addFilter(Redact())
     root = logging.getLogger()
     for old in list(root.handlers):

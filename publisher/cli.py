@@ -278,7 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             assert settings is not None
             from web import server  # noqa: PLC0415 - aiohttp only where it is needed
 
-            logs.setup(settings.log_level, style=settings.log_format)
+            logs.setup(
+                settings.log_level, style=settings.log_format, filters=(server.ClientFaults(),)
+            )
             server.run(settings, demo=args.command == "demo" or args.demo)
             return 0
         if args.command == "config":

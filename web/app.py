@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -104,26 +105,28 @@ def create_app(
     if demo:
         app.cleanup_ctx.append(_demo)
     app.on_shutdown.append(_going_away)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/ws", websocket)
-    app.router.add_get("/sse", events)
-    app.router.add_get("/api/channels", channels)
-    app.router.add_get("/metrics", metrics_page)
+    # Every route answers an Expect it does not understand with a JSON 417, as the API does.
+    get = functools.partial(app.router.add_get, expect_handler=api.expect)
+    get("/healthz", healthz)
+    get("/readyz", readyz)
+    get("/ws", websocket)
+    get("/sse", events)
+    get("/api/channels", channels)
+    get("/metrics", metrics_page)
     app[METRICS] = metrics.registry(
         [metrics.FeedCollector(lambda: app.get(RELAY), app[CLIENTS], app[OUTBOX])]
     )
     api.add_routes(app)
     watchers.add_routes(app)
     ics.add_routes(app)
-    app.router.add_get("/screen/room/{room}", _page("screen-room.html"))
-    app.router.add_get("/screen/hall", _page("screen-hall.html"))
-    app.router.add_get("/console", _page("console.html"))
-    app.router.add_get("/", _page("index.html"))
+    get("/screen/room/{room}", _page("screen-room.html"))
+    get("/screen/hall", _page("screen-hall.html"))
+    get("/console", _page("console.html"))
+    get("/", _page("index.html"))
     # At the root, so the service worker may serve the attendees' page offline.
-    app.router.add_get("/sw.js", _page("sw.js"))
-    app.router.add_get("/manifest.webmanifest", _page("manifest.webmanifest"))
-    app.router.add_static("/static/", STATIC)
+    get("/sw.js", _page("sw.js"))
+    get("/manifest.webmanifest", _page("manifest.webmanifest"))
+    app.router.add_static("/static/", STATIC, expect_handler=api.expect)
     app.on_response_prepare.append(_security_headers)
     return app
 

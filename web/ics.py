@@ -36,4 +36,4 @@ async def get_calendar(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/rooms/{room}/calendar.ics", get_calendar)
+    app.router.add_get("/api/rooms/{room}/calendar.ics", get_calendar, expect_handler=api.expect)

@@ -22,6 +22,8 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from feed import logs
 from feed.bus import redacted
@@ -78,6 +80,24 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
         log.info("stopped")
+
+
+CLIENT_FAULTS = (HttpProcessingError, RequestPayloadError)
+
+
+class ClientFaults(logging.Filter):
+    """aiohttp logs at ERROR, with a traceback, a request body its parser refuses after the
+    answer went out (a body that does not decompress): the client's doing, not the server's.
+    One line at INFO instead, so a caller cannot fill the error log at will."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.name.startswith("aiohttp.") and isinstance(exc, CLIENT_FAULTS):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            reason = str(exc).replace("\n", " ")
+            record.msg, record.args = "refused an unreadable request body: %s", (reason,)
+            record.exc_info = record.exc_text = None
+        return True
 
 
 def raise_open_file_limit() -> int:
@@ -232,6 +252,7 @@ def _worker(settings: Settings, url: str, clock: Clock, demo: bool, index: int) 
         settings.log_level,
         logs.FORMAT.replace("%(name)s", f"worker {index} %(name)s"),
         style=settings.log_format,
+        filters=(ClientFaults(),),
         worker=index,
     )
     asyncio.run(serve_app(settings, url, clock=clock, demo=demo, reuse_port=True))

@@ -165,6 +165,6 @@ async def get_receipts(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/presence", get_presence)
-    app.router.add_get("/api/screens", get_screens)
-    app.router.add_get("/api/announcements/{id}/receipts", get_receipts)
+    app.router.add_get("/api/presence", get_presence, expect_handler=api.expect)
+    app.router.add_get("/api/screens", get_screens, expect_handler=api.expect)
+    app.router.add_get("/api/announcements/{id}/receipts", get_receipts, expect_handler=api.expect)

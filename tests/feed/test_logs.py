@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import orjson
 import pytest
@@ -56,3 +57,20 @@ def test_extra_fields_of_json_lines_are_scrubbed_too() -> None:
     record.first_request_line = f"GET /api/me?token={TOKEN} HTTP/1.1"
     line = logs.Json().format(record)
     assert "Zq-9_xYz" not in line and "feed_0123456789ab_***" in line
+
+
+def test_a_body_the_client_broke_is_one_info_line_not_an_error() -> None:
+    from aiohttp.http_exceptions import ContentEncodingError  # noqa: PLC0415
+
+    from web.server import ClientFaults  # noqa: PLC0415
+
+    try:
+        raise ContentEncodingError("Can not decode content-encoding: deflate")
+    except ContentEncodingError:
+        record = logging.LogRecord(
+            "aiohttp.server", logging.ERROR, __file__, 1, "Unhandled exception", None,
+            sys.exc_info(),
+        )  # fmt: skip
+    assert ClientFaults().filter(record)
+    assert (record.levelname, record.exc_info) == ("INFO", None)
+    assert "deflate" in record.getMessage()
