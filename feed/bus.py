@@ -313,6 +313,9 @@ class Bus:
                     found.append(record)
         return sorted(found, key=lambda r: str(r["name"]))
 
+    async def forget_screens(self, names: list[str]) -> None:
+        await self._do(self._redis.hdel(keys.SCREENS, *names))
+
     async def receipt(self, announcement_id: str, screen: str, at_ms: int, ttl: int) -> None:
         key = keys.receipts_key(announcement_id)
         pipe = self._redis.pipeline(transaction=True)
@@ -446,6 +449,10 @@ class Bus:
                 while True:
                     msg = await pubsub.get_message(timeout=1.0)
                     raise_if_cancelled()  # redis-py may swallow a cancellation while it reads
+                    if msg is not None and probe_sent is not None:
+                        # The probe waits behind what arrived before it: anything that comes
+                        # through proves the subscription alive just as well.
+                        probe_sent = time.monotonic()
                     if msg is not None:
                         channel = _text(msg["channel"])
                         if channel == probe_channel:

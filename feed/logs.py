@@ -15,8 +15,11 @@ from typing import Any
 import orjson
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-_TOKEN = re.compile(r"\b(feed_[0-9a-f]+_)[A-Za-z0-9_-]+")
-_PASSWORD = re.compile(r"([a-z][a-z0-9+.-]*://[^\s/@:]*):[^\s@]*@", re.IGNORECASE)
+# Anywhere, not after a word boundary: a token may follow a word character ("Bearer%20feed_...",
+# an escaped "\nfeed_..."). Token ids are 12 hex digits (publisher.tokens).
+_TOKEN = re.compile(r"(feed_[0-9a-f]{12}_)[A-Za-z0-9_-]+")
+# Up to the last @ before a space: a password may hold @ itself.
+_PASSWORD = re.compile(r"([a-z][a-z0-9+.-]*://[^\s/@:]*):\S*@", re.IGNORECASE)
 
 
 def scrub(text: str) -> str:

@@ -49,6 +49,7 @@ class Relay:
         # The imported program's room ids, as last read: None while no program is imported (any
         # room may be followed) or before the first read (nothing is refused on a guess).
         self.rooms: frozenset[str] | None = None
+        self._rooms_asked = 0
 
     async def run(self) -> None:
         """Follow the bus and keep channels synced until cancelled."""
@@ -93,13 +94,31 @@ class Relay:
             return True
         return channel.removeprefix(keys.ROOM_PREFIX) in self.rooms
 
+    def shows(self, channels: Iterable[str], announcement_id: str) -> bool:
+        """Whether an announcement is in the state of one of these channels, as the hub has it."""
+        for name in channels:
+            ch = self.hub.channels.get(name)
+            notes = (ch.state or {}).get("announcements") if ch is not None else None
+            if any(isinstance(a, dict) and a.get("id") == announcement_id for a in notes or ()):
+                return True
+        return False
+
     async def _load_rooms(self) -> None:
-        try:
-            rooms = await self.bus.program_rooms()
-        except Unavailable as exc:
-            log.info("could not read the program's rooms (will retry): %s", exc)
+        """Read the program's rooms, retrying until Redis answers; of several reads in flight
+        (an import publishes many events), only the last one asked for counts."""
+        self._rooms_asked += 1
+        asked, delay = self._rooms_asked, 0.5
+        while True:
+            try:
+                rooms = await self.bus.program_rooms()
+            except Unavailable as exc:
+                log.info("could not read the program's rooms (retrying): %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            if asked == self._rooms_asked:
+                self.rooms = frozenset(rooms) if rooms is not None else None
             return
-        self.rooms = frozenset(rooms) if rooms is not None else None
 
     def subscribe(self, sink: Sink, channels: Iterable[str], since: Mapping[str, Position]) -> None:
         for name in channels:

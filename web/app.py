@@ -110,7 +110,7 @@ def create_app(
     get("/healthz", healthz)
     get("/readyz", readyz)
     get("/ws", websocket)
-    get("/sse", events)
+    get("/sse", events, allow_head=False)  # a stream has no head of its own
     get("/api/channels", channels)
     get("/metrics", metrics_page)
     app[METRICS] = metrics.registry(
@@ -194,6 +194,7 @@ async def _watchers(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(watching.run(), name="feed-presence")
     yield
     await _cancel(task)
+    await watching.stop()
 
 
 async def _demo(app: web.Application) -> AsyncIterator[None]:

@@ -205,9 +205,12 @@ class Supervisor:
                         delay = RESTART_DELAY  # it had been running well: not a crash loop
                     log.error("worker %d exited with %s; starting it again in %.0f s", index,
                               worker.exitcode, delay)  # fmt: skip
-                    time.sleep(delay)
+                    until = time.monotonic() + delay
+                    while not self._stopping and time.monotonic() < until:
+                        time.sleep(0.1)  # short naps: a stop signal is not kept waiting
                     delay = min(delay * 2, MAX_RESTART_DELAY)
-                    self._start(index, url)
+                    if not self._stopping:
+                        self._start(index, url)
         finally:
             self._stop_all()
             for sig, handler in previous.items():

@@ -32,7 +32,8 @@ from web.ws import Client, Gate, Outbox, Presence, follow, identity
 
 KEEPALIVE = 5.0  # seconds between pongs on a stream
 RETRY_MS = 2000  # how soon a browser's EventSource reconnects on its own
-_POSITIONED = (b'{"type":"event",', b'{"type":"snapshot",')
+# Messages that say where a channel stands: a resume with nothing missed has only `subscribed`.
+_POSITIONED = (b'{"type":"event",', b'{"type":"snapshot",', b'{"type":"subscribed",')
 
 
 class SseClient(Client):
@@ -44,6 +45,7 @@ class SseClient(Client):
         self.order = channels
         self.positions: dict[str, tuple[str, int]] = {}
         self._started = False
+        self.chunked = True
 
     def _encode(self, frame: bytes) -> bytes:
         event_id = self._advance(frame) if frame.startswith(_POSITIONED) else None
@@ -59,6 +61,8 @@ class SseClient(Client):
         if not self._started:  # first, how soon the browser should come back if cut off
             self._started = True
             data = b"retry: %d\n\n" % RETRY_MS + data
+        if not self.chunked:  # HTTP/1.0: the body simply runs until the connection closes
+            return data
         return b"%x\r\n" % len(data) + data + b"\r\n"
 
     async def _close(self) -> None:
@@ -128,13 +132,16 @@ async def handle(
                 "X-Accel-Buffering": "no",  # nginx: pass each event on at once
             }
         )
-        response.enable_chunked_encoding()
+        chunked = request.version >= (1, 1)  # HTTP/1.0 knows no chunks
+        if chunked:
+            response.enable_chunked_encoding()
         response.force_close()
         await response.prepare(request)
         client = SseClient(
             channels, request.transport, outbox, settings.client_queue_bytes, kind=kind,
             screen=screen,
         )  # fmt: skip
+        client.chunked = chunked
         clients.add(client)
         try:
             client.send(protocol.hello(clock.ms(), relay.live, clock.rate))

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from feed import keys
 from feed.bus import Bus
-from feed.errors import FeedError, InvalidMessage, raise_if_cancelled
+from feed.errors import FeedError, InvalidMessage, LimitExceeded, raise_if_cancelled
 from web import api
 from web.ws import Client
 
@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 REPORT_EVERY = 5.0  # seconds between a server's reports
 STALE_AFTER = 3 * REPORT_EVERY  # a count or a screen not reported for this long is gone
 RECEIPTS_TTL = 7 * 24 * 3600  # seconds receipts are kept
+RECEIPT_WRITES = 8  # receipts written to Redis at once, per server
+MAX_ACKS_PER_CONNECTION = 256
+FORGET_AFTER = 7 * 24 * 3600  # seconds after which a screen not seen is forgotten
+PRUNE_EVERY = 60  # reports (5 min)
 
 WATCHERS: web.AppKey[Watchers] = web.AppKey("watchers")
 
@@ -52,6 +56,8 @@ class Watchers:
         self.server = f"{socket.gethostname()}-{secrets.token_hex(3)}"
         self._gone: dict[str, dict[str, Any]] = {}  # named screens that left since the report
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writes = asyncio.Semaphore(RECEIPT_WRITES)
+        self._reports = 0
 
     def record(self, client: Client, *, online: bool) -> dict[str, Any]:
         return {
@@ -68,19 +74,26 @@ class Watchers:
             self._gone[client.screen] = self.record(client, online=False)
 
     def ack(self, client: Client, announcement_id: str) -> None:
-        """A screen says it shows an announcement. Only named screens can say so: the console
-        lists them by name."""
+        """A screen says it shows an announcement. Only named screens can say so (the console
+        lists them by name), only once per announcement and connection, and only for an
+        announcement on a channel it follows: nothing else reaches Redis."""
         if client.screen is None:
             raise InvalidMessage("only a named screen (/ws?screen=NAME) acknowledges")
+        if announcement_id in client.acked:
+            return
+        if len(client.acked) >= MAX_ACKS_PER_CONNECTION:
+            raise LimitExceeded(f"at most {MAX_ACKS_PER_CONNECTION} acks per connection")
+        client.acked.add(announcement_id)
         task = asyncio.create_task(self._ack(client.screen, announcement_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _ack(self, screen: str, announcement_id: str) -> None:
-        try:
-            await self.bus.receipt(announcement_id, screen, now_ms(), RECEIPTS_TTL)
-        except FeedError as exc:
-            log.info("could not record that %s shows %s: %s", screen, announcement_id, exc)
+        async with self._writes:  # a few at once: the API shares these Redis connections
+            try:
+                await self.bus.receipt(announcement_id, screen, now_ms(), RECEIPTS_TTL)
+            except FeedError as exc:
+                log.info("could not record that %s shows %s: %s", screen, announcement_id, exc)
 
     async def report(self) -> None:
         counts = Counter(f"{ch}|{c.kind}" for c in self.clients for ch in c.channels)
@@ -95,6 +108,23 @@ class Watchers:
         )
         self._gone.clear()
         await self.bus.report_presence(self.server, dict(counts), screens, ttl=int(STALE_AFTER))
+        self._reports += 1
+        if self._reports % PRUNE_EVERY == 1:  # now and then, forget screens gone for long
+            forgotten = [
+                r["name"]
+                for r in await self.bus.screens()
+                if not isinstance(r.get("last_seen"), int)
+                or now_ms() - r["last_seen"] > FORGET_AFTER * 1000
+            ]
+            if forgotten:
+                await self.bus.forget_screens(forgotten)
+
+    async def stop(self) -> None:
+        """On shutdown: this server's counts go at once, its screens are marked offline."""
+        try:
+            await self.report()
+        except FeedError as exc:
+            log.info("last presence report failed: %s", exc)
 
     async def run(self) -> None:
         while True:

@@ -178,9 +178,12 @@ class Gate:
         # The server's own pages: the origin names the host the request was sent to (as a
         # trusted proxy forwarded it; a proxy may also have dropped the port from Host).
         named = origin.partition("://")[2]
+        if not named:  # "null" (a sandboxed frame, a file): no host of ours
+            return False
         hosts = {request.host.lower()}
-        if (request.remote or "") in self.trusted_proxies:
-            hosts.add(request.headers.get("X-Forwarded-Host", "").lower())
+        forwarded = request.headers.get("X-Forwarded-Host", "").lower()
+        if forwarded and (request.remote or "") in self.trusted_proxies:
+            hosts.add(forwarded)
         return named in hosts or (":" not in request.host and named.split(":")[0] in hosts)
 
 
@@ -202,6 +205,7 @@ class Client:
         self.ws = ws
         self.kind = kind  # screen, phone, console or other: what the page said it is
         self.screen = screen  # a screen's name (?screen=door-atlas-1), to find it at the venue
+        self.acked: set[str] = set()  # announcements this screen said it shows
         self.channels: set[str] = set()
         self.errors = 0
         self.close_code: CloseCode | None = None
@@ -263,6 +267,8 @@ class Client:
                 )  # fmt: skip
         else:
             self.flush()
+            if self.close_code is not None:
+                return  # that last write found the client too slow: it is closing as such
         self.close_code, self.close_reason = code, reason
         asyncio.ensure_future(self._close()).add_done_callback(self._closed)
 
@@ -426,6 +432,9 @@ def _receive(client: Client, relay: Relay, presence: Presence, data: str, clock:
         elif isinstance(msg, Ping):
             client.send(protocol.pong(clock.ms()))
         elif isinstance(msg, Ack):
+            known = msg.id in client.acked or relay.shows(client.channels, msg.id)
+            if client.screen is not None and not known:
+                raise NotFound(f"no announcement {msg.id!r} on the channels this screen follows")
             presence.ack(client, msg.id)
     except FeedError as exc:
         client.errors += 1

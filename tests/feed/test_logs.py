@@ -74,3 +74,16 @@ def test_a_body_the_client_broke_is_one_info_line_not_an_error() -> None:
     assert ClientFaults().filter(record)
     assert (record.levelname, record.exc_info) == ("INFO", None)
     assert "deflate" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"Authorization: Bearer%20{TOKEN}",  # after a word character
+        f'"line":"first\\n{TOKEN}"',  # escaped in JSON
+        "redis://:p@ss@10.0.0.5:6379/0",  # a password holding @
+    ],
+)
+def test_scrub_finds_secrets_in_awkward_places(text: str) -> None:
+    clean = logs.scrub(text)
+    assert "Zq-9_xYz" not in clean and "p@ss" not in clean and "ss@10" not in clean

@@ -139,3 +139,11 @@ async def test_behind_a_trusted_proxy_the_forwarded_address_and_host_count(
         plain.ws_url, origin="https://feed.venue.example", additional_headers=page
     )
     assert status == 403
+
+
+async def test_a_page_of_no_origin_is_refused_even_through_a_trusted_proxy(
+    redis: RedisProcess, feed_server: Servers
+) -> None:
+    server = feed_server(redis.url, env={"FEED_TRUSTED_PROXIES": "127.0.0.1"})
+    status, _ = await refused(server.ws_url, origin="null")  # a sandboxed frame, a file
+    assert status == 403

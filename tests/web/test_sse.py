@@ -84,7 +84,7 @@ async def test_a_stream_gives_snapshot_then_events_with_resumable_ids(
             assert snapshot["type"] == "snapshot" and snapshot["state"]["status"] == "live"
             epoch = snapshot["epoch"]
             assert snapshot["_id"] == f"{epoch}:1"  # one channel: simply <epoch>:<seq>
-            assert "_id" not in subscribed
+            assert subscribed["_id"] == f"{epoch}:1"
             await pub.status("atlas", "delayed", delay=5)
             (event,) = await sse.until("event")
             assert event["_id"] == f"{epoch}:2" and event["data"]["delay"] == 5
@@ -146,3 +146,45 @@ async def test_a_server_going_away_ends_the_stream(
             while True:
                 await sse.next(timeout=10)
         assert await stopping == 0
+
+
+async def test_a_resume_with_nothing_missed_keeps_every_channel_in_the_id(
+    redis: RedisProcess, feed_server: Servers
+) -> None:
+    server = feed_server(redis.url)
+    async with Publisher(redis.url) as pub:
+        await pub.status("atlas", "live")
+        await pub.announce("Bienvenue")
+        async with stream(server, "channels=venue,room:atlas") as sse:
+            await sse.until("subscribed")
+            await sse.until("subscribed")
+            first = sse.last_id
+        async with stream(server, f"channels=venue,room:atlas&since={first}") as sse:
+            await sse.until("subscribed")
+            await sse.until("subscribed")
+            await pub.announce("Le déjeuner est servi")
+            await sse.until("event")
+            second = sse.last_id
+    assert second is not None and "room:atlas=" in second and "venue=" in second
+    async with stream(server, f"channels=venue,room:atlas&since={second}") as sse:
+        got = [await sse.next() for _ in range(3)]
+    assert [m["type"] for m in got] == ["hello", "subscribed", "subscribed"]
+    assert all(m["resumed"] for m in got[1:])
+
+
+async def test_http_1_0_gets_a_stream_and_head_gets_no_endless_answer(
+    redis: RedisProcess, feed_server: Servers
+) -> None:
+    server = feed_server(redis.url)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /sse?channels=venue HTTP/1.0\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.0 200") and b"chunked" not in head.lower()
+    body = await asyncio.wait_for(reader.readuntil(b'"type":"subscribed"'), 5)
+    assert body.startswith(b'retry: 2000\n\ndata: {"type":"hello"')
+    writer.close()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.head(f"{server.url}/sse?channels=venue") as answer,
+    ):
+        assert answer.status == 405

@@ -9,7 +9,8 @@ const MAX_BACKOFF_MS = 10_000;
 const PING_EVERY_MS = 5_000;
 const SILENT_MS = 12_000; // no message for this long: the connection is dead, even if open
 const OPEN_TIMEOUT_MS = 10_000;
-const SSE_AFTER_FAILURES = 3; // websocket attempts in a row that never opened: use /sse
+const SSE_AFTER_FAILURES = 3; // websocket attempts in a row that never opened: use /sse...
+const WS_RETRY_AFTER_MS = 5 * 60_000; // ...and try websockets again after this long on it
 
 // What a page says about itself to the server, from its own address: ?screen=door-atlas-1
 // names a screen (the console lists it), ?transport=sse skips websockets altogether.
@@ -103,6 +104,8 @@ export class FeedClient extends EventTarget {
     this.url = (url || `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`)
       + this.query;
     this.mode = transport === "sse" || typeof WebSocket !== "function" ? "sse" : "ws";
+    this.forcedSse = this.mode === "sse";
+    this.sseSince = Date.now();
     this.failures = 0;
     this.es = null;
     this.acked = new Set(); // announcements this screen said it shows, on this connection
@@ -140,6 +143,11 @@ export class FeedClient extends EventTarget {
   }
 
   connect() {
+    if (this.mode === "sse" && Date.now() - this.sseSince > WS_RETRY_AFTER_MS
+        && typeof WebSocket === "function" && !this.forcedSse) {
+      this.mode = "ws"; // the network may let websockets through again
+      this.failures = 0;
+    }
     if (this.mode === "sse") {
       this.connectSse();
       return;
@@ -156,7 +164,10 @@ export class FeedClient extends EventTarget {
     let opened = false;
     // A connection that neither opens nor fails (a hung server, a captive portal) is retried.
     const opening = setTimeout(() => {
-      if (ws.readyState === WebSocket.CONNECTING) this.abandon(ws);
+      if (ws.readyState === WebSocket.CONNECTING) {
+        this.failed(); // hung, never opened: it counts as much as a refusal
+        this.abandon(ws);
+      }
     }, OPEN_TIMEOUT_MS);
     ws.onopen = () => {
       clearTimeout(opening);
@@ -198,12 +209,19 @@ export class FeedClient extends EventTarget {
     if (msg && typeof msg === "object") this.receive(msg);
   }
 
-  // A websocket that never opened, again: past a few, the network does not let them through.
+  // A websocket that never opened, again: past a few, while the server itself answers (it is
+  // not simply down or restarting), the network does not let websockets through.
   failed() {
     this.failures += 1;
-    if (this.failures >= SSE_AFTER_FAILURES && typeof EventSource === "function") {
-      this.mode = "sse";
-    }
+    if (this.failures < SSE_AFTER_FAILURES || typeof EventSource !== "function") return;
+    this.failures = 0;
+    const health = this.url.replace(/^ws/, "http").replace(/\/ws(\?.*)?$/, "/healthz");
+    fetch(health, { cache: "no-store" }).then((answer) => {
+      if (answer.ok && this.mode === "ws") {
+        this.mode = "sse";
+        this.sseSince = Date.now();
+      }
+    }).catch(() => {});
   }
 
   // The feed as Server-Sent Events: one-way, so the channels and the position to resume from
@@ -320,6 +338,7 @@ export class FeedClient extends EventTarget {
       case "subscribed":
         this.attempt = 0; // a server that really serves: back to quick retries next time
         this.resyncing.delete(msg.channel);
+        if (this.unknown.delete(msg.channel)) this.changed(msg.channel, null); // a new program
         break;
       case "snapshot":
         this.states.set(msg.channel, { epoch: msg.epoch, seq: msg.seq, state: msg.state });
@@ -349,9 +368,6 @@ export class FeedClient extends EventTarget {
         this.changed(msg.channel, msg);
         break;
       }
-      case "subscribed":
-        this.unknown.delete(msg.channel); // a new program may have added it
-        break;
       case "error":
         if (msg.code === "not_found" && Array.isArray(msg.channels)) {
           for (const channel of msg.channels) {
