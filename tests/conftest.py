@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -213,3 +214,18 @@ async def connect(ws_url: str, **kwargs: Any) -> AsyncIterator[Client]:
         hello = await client.recv()
         assert hello["type"] == "hello"
         yield client
+
+
+@contextlib.asynccontextmanager
+async def deaf(server: FeedServer, channels: list[str]) -> AsyncIterator[ClientConnection]:
+    """A websocket client that subscribes, then reads nothing: a tiny receive buffer, so the
+    server soon has unread output for it."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.setblocking(False)
+    async with websockets.connect(
+        server.ws_url, sock=sock, max_queue=1, ping_interval=None, open_timeout=5
+    ) as conn:
+        await conn.send(orjson.dumps({"type": "subscribe", "channels": channels}).decode())
+        yield conn

@@ -8,7 +8,6 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web, web_protocol
 from prometheus_client import CollectorRegistry
@@ -267,25 +266,24 @@ async def metrics_page(request: web.Request) -> web.Response:
     )
 
 
-def _feed(app: web.Application) -> dict[str, Any]:
-    """What the websocket and the SSE endpoints are served with."""
-    return {
-        "relay": app[RELAY],
-        "clients": app[CLIENTS],
-        "outbox": app[OUTBOX],
-        "gate": app[GATE],
-        "presence": app[watchers.WATCHERS],
-        "settings": app[SETTINGS],
-        "clock": app[CLOCK],
-    }
+def _parts(app: web.Application) -> ws.Parts:
+    return ws.Parts(
+        relay=app[RELAY],
+        clients=app[CLIENTS],
+        outbox=app[OUTBOX],
+        gate=app[GATE],
+        presence=app[watchers.WATCHERS],
+        settings=app[SETTINGS],
+        clock=app[CLOCK],
+    )
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    return await sse.handle(request, **_feed(request.app))
+    return await sse.handle(request, _parts(request.app))
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
-    return await ws.handle(request, **_feed(request.app))
+    return await ws.handle(request, _parts(request.app))
 
 
 @web.middleware

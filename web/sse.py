@@ -23,12 +23,9 @@ import orjson
 from aiohttp import web
 
 from feed import keys, protocol
-from feed.clock import Clock
 from feed.errors import CloseCode, InvalidMessage
 from feed.protocol import Position
-from feed.relay import Relay
-from feed.settings import Settings
-from web.ws import Client, Gate, Outbox, Presence, follow, identity
+from web.ws import Client, Parts, follow, identity
 
 KEEPALIVE = 5.0  # seconds between pongs on a stream
 RETRY_MS = 2000  # how soon a browser's EventSource reconnects on its own
@@ -107,23 +104,14 @@ def parse_channels(value: str | None) -> list[str]:
     return list(dict.fromkeys(keys.channel(c) for c in names))
 
 
-async def handle(
-    request: web.Request,
-    *,
-    relay: Relay,
-    clients: set[Client],
-    outbox: Outbox,
-    gate: Gate,
-    presence: Presence,
-    settings: Settings,
-    clock: Clock,
-) -> web.StreamResponse:
+async def handle(request: web.Request, parts: Parts) -> web.StreamResponse:
+    relay, clients, presence, clock = parts.relay, parts.clients, parts.presence, parts.clock
     channels = parse_channels(request.query.get("channels"))
     since = parse_stream_id(
         request.headers.get("Last-Event-ID") or request.query.get("since"), channels
     )
     kind, screen = identity(request)
-    address = gate.admit(request)
+    address = parts.gate.admit(request)
     try:
         response = web.StreamResponse(
             headers={
@@ -138,8 +126,8 @@ async def handle(
         response.force_close()
         await response.prepare(request)
         client = SseClient(
-            channels, request.transport, outbox, settings.client_queue_bytes, kind=kind,
-            screen=screen,
+            channels, request.transport, parts.outbox, parts.settings.client_queue_bytes,
+            kind=kind, screen=screen,
         )  # fmt: skip
         client.chunked = chunked
         clients.add(client)
@@ -159,4 +147,4 @@ async def handle(
             client.close(CloseCode.NORMAL, "")
         return response
     finally:
-        gate.leave(address)
+        parts.gate.leave(address)

@@ -19,6 +19,7 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Protocol, cast
 
 from aiohttp import WSMsgType, web
@@ -313,23 +314,26 @@ def _quietly(task: asyncio.Future[bool]) -> None:
         task.exception()
 
 
-async def handle(
-    request: web.Request,
-    *,
-    relay: Relay,
-    clients: set[Client],
-    outbox: Outbox,
-    gate: Gate,
-    presence: Presence,
-    settings: Settings,
-    clock: Clock,
-) -> web.StreamResponse:
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What the websocket and the SSE endpoints are served with (built by web.app)."""
+
+    relay: Relay
+    clients: set[Client]
+    outbox: Outbox
+    gate: Gate
+    presence: Presence
+    settings: Settings
+    clock: Clock
+
+
+async def handle(request: web.Request, parts: Parts) -> web.StreamResponse:
     identity(request)  # a bad screen name is refused before anything else
-    address = gate.admit(request)
+    address = parts.gate.admit(request)
     try:
-        return await _serve(request, relay, clients, outbox, presence, settings, clock)
+        return await _serve(request, parts)
     finally:
-        gate.leave(address)
+        parts.gate.leave(address)
 
 
 KINDS = ("screen", "phone", "console")
@@ -349,15 +353,8 @@ def identity(request: web.Request) -> tuple[str, str | None]:
     return (kind if kind in KINDS else "other"), screen
 
 
-async def _serve(  # noqa: PLR0917 - the private half of `handle`
-    request: web.Request,
-    relay: Relay,
-    clients: set[Client],
-    outbox: Outbox,
-    presence: Presence,
-    settings: Settings,
-    clock: Clock,
-) -> web.StreamResponse:
+async def _serve(request: web.Request, parts: Parts) -> web.StreamResponse:
+    relay, clients, presence, clock = parts.relay, parts.clients, parts.presence, parts.clock
     # No permessage-deflate: it would compress every frame once per client, defeating the
     # encode-once fan-out; JSON messages here are small.
     ws = web.WebSocketResponse(
@@ -369,7 +366,12 @@ async def _serve(  # noqa: PLR0917 - the private half of `handle`
     await ws.prepare(request)
     kind, screen = identity(request)
     client = Client(
-        ws, request.transport, outbox, settings.client_queue_bytes, kind=kind, screen=screen
+        ws,
+        request.transport,
+        parts.outbox,
+        parts.settings.client_queue_bytes,
+        kind=kind,
+        screen=screen,
     )
     clients.add(client)
     client.send(protocol.hello(clock.ms(), relay.live, clock.rate))

@@ -13,13 +13,12 @@ from typing import Any
 import orjson
 import pytest
 import redis.asyncio as aioredis
-import websockets
 from websockets.exceptions import ConnectionClosed
 
 from feed import keys
 from feed.embedded import RedisProcess
 from publisher import Publisher
-from tests.conftest import FeedServer, connect, get
+from tests.conftest import FeedServer, connect, deaf, get
 
 Servers = Callable[..., FeedServer]
 
@@ -222,21 +221,13 @@ async def test_a_slow_client_is_closed_with_4008_and_others_keep_up(
     redis: RedisProcess, feed_server: Servers
 ) -> None:
     server = feed_server(redis.url, env={"FEED_CLIENT_QUEUE_BYTES": "65536"})
-    # A client that reads nothing, with a tiny receive buffer so the server notices soon.
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", server.port))
-    sock.setblocking(False)
     blob = "x" * 60_000  # an event kind the reducer does not know: forwarded, state untouched
     async with (
         Publisher(redis.url) as pub,
         connect(server.ws_url) as fast,
-        websockets.connect(
-            server.ws_url, sock=sock, max_queue=1, ping_interval=None, open_timeout=5
-        ) as slow,
+        deaf(server, ["venue"]) as slow,
     ):
         await fast.subscribe(["venue"])
-        await slow.send(orjson.dumps({"type": "subscribe", "channels": ["venue"]}).decode())
         for _ in range(400):  # 24 MB: more than the socket buffers between them hold
             await pub.publish("venue", "note", {"blob": blob})
             assert len(await fast.events(1)) == 1

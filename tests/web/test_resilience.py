@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from feed.bus import Bus
 from feed.embedded import RedisProcess
 from publisher import Publisher, tokens
-from tests.conftest import Client, FeedServer, connect, feed_command, get
+from tests.conftest import Client, FeedServer, connect, deaf, feed_command, get
 
 Servers = Callable[..., FeedServer]
 
@@ -308,20 +307,13 @@ async def test_a_client_that_stops_reading_costs_bounded_memory_and_nobody_else_
 ) -> None:
     server = feed_server(redis.url, env={"FEED_CLIENT_QUEUE_BYTES": "262144"})
     assert server.proc is not None
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", server.port))
-    sock.setblocking(False)
     note = {"text": "y" * 1000}
     async with (
         Publisher(redis.url) as pub,
         connect(server.ws_url) as fast,
-        websockets.connect(
-            server.ws_url, sock=sock, max_queue=1, ping_interval=None, open_timeout=5
-        ) as slow,
+        deaf(server, ["venue"]) as slow,
     ):
         await fast.subscribe(["venue"])
-        await slow.send(orjson.dumps({"type": "subscribe", "channels": ["venue"]}).decode())
         await asyncio.sleep(0.2)
         received: list[int] = []
 
