@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no screen
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 COLORS = {"feed": "#1f6feb", "naive": "#d1242f"}
 
@@ -18,14 +19,16 @@ def draw(results: dict[str, Any], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     largest = max((r["clients"] for r in runs), default=0)
     for r in runs:
-        if r["scenario"] != "rate" or r["clients"] != largest or not r.get("_latencies"):
+        if r["scenario"] != "rate" or r["clients"] != largest or not r.get("latency_cdf_ms"):
             continue
-        values = r["_latencies"]
-        ys = [(i + 1) / len(values) for i in range(len(values))]
+        values = r["latency_cdf_ms"]
+        ys = [i / (len(values) - 1) for i in range(len(values))]
         lat = r["latency_ms"]
         label = f"{r['server']}: p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms"
         left.plot(values, ys, color=COLORS[r["server"]], label=label)
     left.set_xscale("log")
+    left.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    left.xaxis.set_minor_formatter(NullFormatter())
     left.set_xlabel("publish to receive (ms, log scale)")
     left.set_ylabel("share of deliveries")
     rate = next((r["rate"] for r in runs if r["scenario"] == "rate"), 0)

@@ -45,6 +45,13 @@ def test_bench_measures_both_servers_and_counts_every_message(tmp_path: Path) ->
     assert set(results["ratios"]) == {"burst@20", "rate@20", "burst@60", "rate@60"}
     assert plot.read_bytes().startswith(b"\x89PNG")
     assert "feed / naive, burst@60" in done.stdout
+    again = tmp_path / "again.png"  # drawn again from the figures alone
+    redrawn = subprocess.run(
+        feed_command("bench", "--replot", str(out), "--plot", str(again)),
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert redrawn.returncode == 0, redrawn.stderr
+    assert again.read_bytes().startswith(b"\x89PNG")
 
 
 def test_bench_refuses_bad_counts(tmp_path: Path) -> None:
