@@ -312,7 +312,7 @@ async def test_a_deaf_client_is_let_go_and_does_not_hold_up_shutdown(
 async def test_a_big_resume_is_not_mistaken_for_a_slow_client(
     redis: RedisProcess, feed_server: Servers
 ) -> None:
-    server = feed_server(redis.url, env={"FEED_CLIENT_QUEUE_FRAMES": "500"})
+    server = feed_server(redis.url, env={"FEED_CLIENT_QUEUE_BYTES": "65536"})
     rooms = [f"room:r{i}" for i in range(20)]
     async with Publisher(redis.url) as pub, connect(server.ws_url) as client:
         got = await client.subscribe(rooms)
@@ -321,7 +321,7 @@ async def test_a_big_resume_is_not_mistaken_for_a_slow_client(
             for m in got
             if m["type"] == "snapshot"
         }
-        for _ in range(60):  # 1200 missed events in all, more than the frame limit
+        for _ in range(60):  # 1200 missed events in all, more bytes than the limit
             await asyncio.gather(*(pub.status(r.removeprefix("room:"), "live") for r in rooms))
     async with connect(server.ws_url) as client:
         got = await client.subscribe(rooms, since)
