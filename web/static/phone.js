@@ -4,8 +4,8 @@
 import { FeedClient, inLanguage, nowAndNext, pageOptions } from "/static/feed-client.js";
 import { chooseLanguage, setLanguage, t as base } from "/static/i18n.js";
 import {
-  $, announcementItems, badge, bdi, clockText, connectionBanner, el, emergencyOverlay, guarded,
-  keyed, languageButtons, ltr, sessionTitle, setText, trackColour,
+  $, announcementItems, bdi, clockText, connectionBanner, el, emergencyOverlay, guarded,
+  keyed, languageButtons, ltr, minutes, roomHeading, sessionMeta, sessionTitle, setText,
 } from "/static/ui.js";
 
 const TEXT = {
@@ -41,10 +41,6 @@ function tr(key, values = {}) {
   return TEXT[lang]?.[key] ?? TEXT.en[key] ?? base(lang, key, values);
 }
 
-function minutes(ms) {
-  return Math.max(0, Math.ceil(ms / 60_000));
-}
-
 function star(session) {
   const on = favourites.has(session.id);
   const button = el("button", on ? "★" : "☆", {
@@ -76,16 +72,7 @@ function sessionRow(session, label, whenText) {
   text.append(el("p", label, { class: "label" }));
   const title = el("p", null, { class: "title" });
   title.append(bdi(sessionTitle(session, lang)));
-  const meta = el("p", null, { class: "meta" });
-  if (session.speakers?.length) meta.append(bdi(session.speakers.join(", ")));
-  if (session.track) {
-    const track = el("span", null, { class: "track" });
-    track.style.setProperty("--track", trackColour(session.track));
-    track.append(bdi(session.track));
-    meta.append(track);
-  }
-  meta.append(el("span", whenText, { class: "when" }));
-  text.append(title, meta);
+  text.append(title, sessionMeta(session, whenText, { language: false }));
   row.append(text);
   return row;
 }
@@ -98,12 +85,7 @@ function roomCard(room, now) {
   const filtering = $("track").value || $("language").value || $("favourites-only").checked;
   if (filtering && !shown.length) return null;
   const card = el("article", null, { class: "card", "data-room": room.id });
-  const heading = el("h2");
-  heading.append(bdi(state.name || room.name));
-  const status = el("span", null, { class: "badge" });
-  badge(status, state, lang);
-  heading.append(status);
-  card.append(heading);
+  card.append(roomHeading(state.name || room.name, state, lang));
   if (current && wanted(current)) {
     card.append(sessionRow(current, base(lang, "now"),
       base(lang, "left_min", { n: minutes(current.endMs - now) })));

@@ -3,8 +3,8 @@
 import { FeedClient, nowAndNext, pageOptions } from "/static/feed-client.js";
 import { chooseLanguage, setLanguage, t } from "/static/i18n.js";
 import {
-  $, announcementItems, badge, bdi, clockText, connectionBanner, el, emergencyOverlay, guarded,
-  keyed, languageButtons, ltr, sessionBlock, setText,
+  $, announcementItems, bdi, clockText, connectionBanner, el, emergencyOverlay, guarded,
+  keyed, languageButtons, ltr, minutes, roomHeading, sessionBlock, setText,
 } from "/static/ui.js";
 
 let lang = chooseLanguage();
@@ -24,20 +24,11 @@ async function programRooms() {
     .map((c) => ({ id: c.slice(5), name: c.slice(5) }));
 }
 
-function minutes(ms) {
-  return Math.max(0, Math.ceil(ms / 60_000));
-}
-
 function card(room, now) {
   const state = feed.state(`room:${room.id}`);
   const time = (ms) => clockText(feed, lang, ms);
   const box = el("article", null, { class: "card", "data-room": room.id });
-  const heading = el("h2");
-  heading.append(bdi(state.name || room.name));
-  const status = el("span", null, { class: "badge" });
-  badge(status, state, lang);
-  heading.append(status);
-  box.append(heading);
+  box.append(roomHeading(state.name || room.name, state, lang));
   const { now: current, next } = nowAndNext(state.sessions, now, state.delay);
   if (current) {
     box.append(el("p", t(lang, "now"), { class: "label" }),

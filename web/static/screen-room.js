@@ -3,7 +3,7 @@ import { FeedClient, nowAndNext, pageOptions } from "/static/feed-client.js";
 import { chooseLanguage, setLanguage, t } from "/static/i18n.js";
 import {
   $, announcementItems, badge, bdi, clockText, connectionBanner, el, emergencyOverlay, guarded,
-  keyed, languageButtons, ltr, sessionBlock, setText,
+  keyed, languageButtons, ltr, minutes, sessionBlock, setText,
 } from "/static/ui.js";
 
 function roomOfPath() {
@@ -22,10 +22,6 @@ const feed = new FeedClient(wellFormed ? [channel, "venue"] : ["venue"], pageOpt
 // Not a room id, or the server says the program has no such room.
 const known = () => wellFormed && !feed.unknown.has(channel);
 let lang = chooseLanguage();
-
-function minutes(ms) {
-  return Math.max(0, Math.ceil(ms / 60_000));
-}
 
 function render() {
   const state = feed.state(channel);

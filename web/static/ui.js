@@ -65,11 +65,13 @@ export function sessionTitle(session, lang) {
   return inLanguage(titles || session.title, lang);
 }
 
-export function sessionBlock(session, lang, whenText) {
-  const box = el("div");
-  const title = el("p", null, { class: "title" });
-  title.append(bdi(sessionTitle(session, lang)));
-  box.append(title);
+// Whole minutes from now until `ms` away, never negative: "10 min left", "in 5 min".
+export function minutes(ms) {
+  return Math.max(0, Math.ceil(ms / 60_000));
+}
+
+// A session's speakers, track, language (on screens) and when, as one line.
+export function sessionMeta(session, whenText, { language = true } = {}) {
   const meta = el("p", null, { class: "meta" });
   if (session.speakers?.length) meta.append(bdi(session.speakers.join(", ")));
   if (session.track) {
@@ -78,10 +80,27 @@ export function sessionBlock(session, lang, whenText) {
     track.append(bdi(session.track));
     meta.append(track);
   }
-  if (session.language) meta.append(el("span", session.language, { class: "lang" }));
+  if (language && session.language) meta.append(el("span", session.language, { class: "lang" }));
   if (whenText) meta.append(el("span", whenText, { class: "when" }));
-  box.append(meta);
+  return meta;
+}
+
+export function sessionBlock(session, lang, whenText) {
+  const box = el("div");
+  const title = el("p", null, { class: "title" });
+  title.append(bdi(sessionTitle(session, lang)));
+  box.append(title, sessionMeta(session, whenText));
   return box;
+}
+
+// A room's card heading: its name and its status badge.
+export function roomHeading(name, state, lang) {
+  const heading = el("h2");
+  heading.append(bdi(name));
+  const status = el("span", null, { class: "badge" });
+  badge(status, state, lang);
+  heading.append(status);
+  return heading;
 }
 
 export function statusText(state, lang) {
