@@ -62,15 +62,7 @@ def _clock(demo: bool, settings: Settings) -> Clock:
 async def serve(settings: Settings, *, demo: bool = False) -> None:
     """One process: the embedded Redis if none is configured, and the application.
     With `demo`, also play the demo program on its accelerated clock."""
-    embedded: EmbeddedRedis | None = None
-    url = settings.redis_url
-    if url is None:
-        embedded = EmbeddedRedis(settings.data_dir)
-        # On this (main) thread, not a worker's: the child's parent-death signal follows the
-        # thread that started it, and only the main thread lives as long as the process.
-        url = embedded.start()
-        where = "started" if embedded.owner else "shared"
-        log.info("embedded Redis %s in %s", where, embedded.data_dir)
+    url, embedded = redis_for(settings)
     takeover = asyncio.create_task(_take_over(embedded)) if embedded else None
     try:
         await serve_app(settings, url, clock=_clock(demo, settings), demo=demo)
@@ -160,12 +152,31 @@ def tune_gc(mode: str) -> None:
     gc.set_threshold(GC_THRESHOLD, middle, old)
 
 
+def redis_for(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
+    """The Redis to use: the configured one, else the embedded one of the data folder, started
+    (or shared with the `feed serve` that owns it). Call it on the main thread: the child's
+    parent-death signal follows the thread that started it, and only the main thread lives as
+    long as the process."""
+    if settings.redis_url is not None:
+        return settings.redis_url, None
+    embedded = EmbeddedRedis(settings.data_dir)
+    url = embedded.start()
+    log.info("embedded Redis %s in %s", "started" if embedded.owner else "shared",
+             embedded.data_dir)  # fmt: skip
+    return url, embedded
+
+
+def take_over(embedded: EmbeddedRedis) -> None:
+    """A server sharing another's embedded Redis starts it again if that server stopped (on
+    the main thread, as above; a fraction of a second)."""
+    if not embedded.owner and embedded.try_own():
+        log.info("the owner of the embedded Redis stopped; restarted it here")
+
+
 async def _take_over(embedded: EmbeddedRedis) -> None:
-    """A server sharing another's embedded Redis starts it again if that server stops."""
     while not embedded.owner:
         await asyncio.sleep(1.0)
-        if embedded.try_own():  # main thread, as above; a fraction of a second
-            log.info("the owner of the embedded Redis stopped; restarted it here")
+        take_over(embedded)
 
 
 class Supervisor:
@@ -181,13 +192,7 @@ class Supervisor:
         self._stopping = False
 
     def run(self) -> None:
-        embedded: EmbeddedRedis | None = None
-        url = self.settings.redis_url
-        if url is None:
-            embedded = EmbeddedRedis(self.settings.data_dir)
-            url = embedded.start()
-            log.info("embedded Redis %s in %s", "started" if embedded.owner else "shared",
-                     embedded.data_dir)  # fmt: skip
+        url, embedded = redis_for(self.settings)
         previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         delay = RESTART_DELAY
         try:
@@ -196,8 +201,8 @@ class Supervisor:
             while not self._stopping:
                 running = [w.sentinel for w in self.workers if w is not None]
                 wait(running, timeout=1.0)
-                if embedded is not None and not embedded.owner and embedded.try_own():
-                    log.info("the owner of the embedded Redis stopped; restarted it here")
+                if embedded is not None:
+                    take_over(embedded)
                 for index, worker in enumerate(self.workers):
                     if worker is None or worker.is_alive() or self._stopping:
                         continue

@@ -328,10 +328,10 @@ class Parts:
 
 
 async def handle(request: web.Request, parts: Parts) -> web.StreamResponse:
-    identity(request)  # a bad screen name is refused before anything else
+    kind, screen = identity(request)  # a bad screen name is refused before anything else
     address = parts.gate.admit(request)
     try:
-        return await _serve(request, parts)
+        return await _serve(request, parts, kind, screen)
     finally:
         parts.gate.leave(address)
 
@@ -353,7 +353,9 @@ def identity(request: web.Request) -> tuple[str, str | None]:
     return (kind if kind in KINDS else "other"), screen
 
 
-async def _serve(request: web.Request, parts: Parts) -> web.StreamResponse:
+async def _serve(
+    request: web.Request, parts: Parts, kind: str, screen: str | None
+) -> web.StreamResponse:
     relay, clients, presence, clock = parts.relay, parts.clients, parts.presence, parts.clock
     # No permessage-deflate: it would compress every frame once per client, defeating the
     # encode-once fan-out; JSON messages here are small.
@@ -364,7 +366,6 @@ async def _serve(request: web.Request, parts: Parts) -> web.StreamResponse:
         compress=False,
     )
     await ws.prepare(request)
-    kind, screen = identity(request)
     client = Client(
         ws,
         request.transport,
@@ -408,7 +409,11 @@ def follow(
         client.errors += 1
         names = ", ".join(c.removeprefix(keys.ROOM_PREFIX) for c in unknown)
         client.send(
-            protocol.error(NotFound.code, f"no room {names} in the program", channels=unknown)
+            protocol.error(
+                NotFound.code,
+                f"no room {names} in the program (GET /api/schedule lists its rooms)",
+                channels=unknown,
+            )
         )
 
 
