@@ -9,11 +9,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # Only what the package is built from (.dockerignore keeps everything else out of the context).
 WORKDIR /src
+# The locked versions first (their own layer, so a code change does not reinstall them), hashes
+# checked; then the package itself, built with the locked setuptools and nothing else.
+COPY requirements.txt ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.txt
 COPY pyproject.toml README.md ./
 COPY feed feed
 COPY publisher publisher
 COPY web web
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && cd / && rm -rf /src \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/feed --create-home \
        --shell /usr/sbin/nologin feed

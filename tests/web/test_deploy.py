@@ -161,7 +161,7 @@ def test_the_compose_file_has_redis_two_feed_servers_and_nginx_in_front() -> Non
         assert "ports" not in feed, "clients come in through nginx only"
 
     nginx = nginx_service(doc)
-    assert nginx["image"] == "nginx:stable-alpine"
+    assert nginx["image"] == "nginx:1.28-alpine"
     assert "8080:80" in nginx["ports"]
     assert set(depends_on(nginx)) >= set(feeds)
     assert nginx_config_raw(doc, NGINX_SITE).strip()
@@ -238,7 +238,9 @@ def test_the_dockerfile_is_slim_non_root_and_checks_its_health() -> None:
     for word, args in instructions:
         arguments.setdefault(word, []).append(args)
     assert arguments["FROM"] == ["python:3.11-slim"]
-    assert any("pip install --no-cache-dir ." in run for run in arguments["RUN"])
+    # The locked versions, hashes checked, then the package alone: the image gets what CI tested.
+    assert any("--require-hashes -r requirements.txt" in run for run in arguments["RUN"])
+    assert any("--no-deps --no-build-isolation ." in run for run in arguments["RUN"])
     user = arguments["USER"][-1]
     assert user.split(":")[0] not in {"root", "0"}
     last_user = max(i for i, (word, _) in enumerate(instructions) if word == "USER")
