@@ -47,6 +47,23 @@ def sockets(pid: int) -> int:
     return count
 
 
+def listening(pid: int, port: int) -> bool:
+    """Whether the process holds a socket listening on `port` (its own SO_REUSEPORT socket)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            link = os.readlink(fd)
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                return True
+    return False
+
+
 async def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -59,6 +76,8 @@ async def test_workers_share_the_port_and_all_deliver_in_order(
 ) -> None:
     server = feed_server(redis.url, "--workers", "2")
     await wait_for(lambda: len(workers(server)) == 2)
+    # Both must be listening before the kernel can spread connections over them.
+    await wait_for(lambda: all(listening(pid, server.port) for pid in workers(server)))
     before = {pid: sockets(pid) for pid in workers(server)}
     async with contextlib.AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(connect(server.ws_url)) for _ in range(16)]
@@ -82,6 +101,7 @@ async def test_a_killed_worker_is_replaced_and_its_clients_resume_elsewhere(
 ) -> None:
     server = feed_server(redis.url, "--workers", "2")
     await wait_for(lambda: len(workers(server)) == 2)
+    await wait_for(lambda: all(listening(pid, server.port) for pid in workers(server)))
     async with contextlib.AsyncExitStack() as stack, Publisher(redis.url) as pub:
         clients = [await stack.enter_async_context(connect(server.ws_url)) for _ in range(8)]
         for client in clients:
