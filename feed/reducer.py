@@ -30,6 +30,7 @@ def initial(channel: str) -> State:
         "moved_to": None,
         "announcements": [],
         "name": None,
+        "names": {},
         "sessions": [],
     }
 
@@ -74,7 +75,14 @@ def apply(state: State, kind: str, data: Any, ts: int) -> State:
             room, sessions = data.get("room"), data.get("sessions")
             if isinstance(room, dict) and program.valid_sessions(sessions):
                 name = room.get("name") if isinstance(room.get("name"), str) else None
-                return {**state, "name": name, "sessions": sessions, "announcements": announcements}
+                names = _names(room.get("names"))
+                return {
+                    **state,
+                    "name": name,
+                    "names": names,
+                    "sessions": sessions,
+                    "announcements": announcements,
+                }
         if kind == Kind.SCHEDULE and isinstance(data, dict):
             changes = data.get("changes")
             kept = [*(state.get("changes") or []), *(changes if isinstance(changes, list) else [])]
@@ -91,6 +99,13 @@ def apply(state: State, kind: str, data: Any, ts: int) -> State:
     except InvalidMessage:
         pass
     return state
+
+
+def _names(value: object) -> dict[str, str]:
+    """A room's name per language; anything but a map of texts is none (an older publisher)."""
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def _announcement(data: dict[str, Any]) -> dict[str, Any]:

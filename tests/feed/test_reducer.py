@@ -39,6 +39,7 @@ def test_initial_room_state() -> None:
         "moved_to": None,
         "announcements": [],
         "name": None,
+        "names": {},
         "sessions": [],
     }
 

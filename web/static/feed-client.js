@@ -29,7 +29,7 @@ export function initialState(channel) {
   if (channel === "venue") return { announcements: [], schedule: null, changes: [] };
   return {
     status: null, delay: 0, session: null, moved_to: null,
-    announcements: [], name: null, sessions: [],
+    announcements: [], name: null, names: {}, sessions: [],
   };
 }
 
@@ -56,7 +56,11 @@ export function apply(state, kind, data, ts) {
       return { ...state, announcements: announcements.filter((a) => a.id !== data.id) };
     case "program":
       if (!Array.isArray(data.sessions)) return state;
-      return { ...state, announcements, name: data.room?.name ?? null, sessions: data.sessions };
+      return {
+        ...state, announcements, name: data.room?.name ?? null,
+        names: data.room?.names && typeof data.room.names === "object" ? data.room.names : {},
+        sessions: data.sessions,
+      };
     case "schedule":
       return {
         ...state, announcements,
