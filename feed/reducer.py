@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from feed import keys, models, program
+from feed import keys, models, program, situation
 from feed.errors import InvalidMessage
 from feed.models import Kind
 
@@ -50,6 +50,7 @@ def current(state: State, now_ms: int) -> State:
         except (ValueError, OverflowError, TypeError, KeyError):
             # Sessions this reader cannot place in time: show none rather than fail the snapshot.
             view["now"] = view["next"] = None
+        view["shown"] = situation.shown(state, now_ms)  # what the room shows: docs/protocol.md
     return view
 
 
