@@ -175,6 +175,17 @@ class Bus:
         raw = await self._do(self._redis.hget(keys.PROGRAM, "current"))
         return set(orjson.loads(raw)) if raw else None
 
+    async def program_zone(self) -> str | None:
+        """The IANA zone the imported program was read in; None while none is imported."""
+        raw = await self._do(self._redis.hget(keys.PROGRAM, "json"))
+        if not raw:
+            return None
+        try:
+            zone = orjson.loads(raw)["conference"]["timezone"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return None
+        return zone if isinstance(zone, str) else None
+
     async def token(self, token_id: str) -> dict[str, Any] | None:
         raw = await self._do(self._redis.hget(keys.TOKENS, token_id))
         return orjson.loads(raw) if raw else None

@@ -175,9 +175,12 @@ def unsubscribed(channels: tuple[str, ...]) -> bytes:
     return orjson.dumps({"type": "unsubscribed", "channels": list(channels)})
 
 
-def hello(server_time: int, live: bool, clock_rate: float = 1.0) -> bytes:
+def hello(
+    server_time: int, live: bool, clock_rate: float = 1.0, venue: dict[str, Any] | None = None
+) -> bytes:
     """The first message on a connection. `clock_rate` is 1 except in the demo, whose clock runs
-    faster: clients extrapolate the server's time as server_time + elapsed * clock_rate."""
+    faster: clients extrapolate the server's time as server_time + elapsed * clock_rate. `venue`
+    is venue time as the server knows it (see feed.zones.venue): pages place every time with it."""
     return orjson.dumps(
         {
             "type": "hello",
@@ -188,6 +191,7 @@ def hello(server_time: int, live: bool, clock_rate: float = 1.0) -> bytes:
                 "frame_bytes": MAX_FRAME_BYTES,
                 "channels": MAX_CHANNELS_PER_CONNECTION,
             },
+            "venue": venue,
         }
     )
 

@@ -49,6 +49,7 @@ class Relay:
         # The imported program's room ids, as last read: None while no program is imported (any
         # room may be followed) or before the first read (nothing is refused on a guess).
         self.rooms: frozenset[str] | None = None
+        self.program_zone: str | None = None  # the zone the program's times were read in
         self._rooms_asked = 0
 
     async def run(self) -> None:
@@ -111,6 +112,7 @@ class Relay:
         while True:
             try:
                 rooms = await self.bus.program_rooms()
+                zone = await self.bus.program_zone()
             except Unavailable as exc:
                 log.info("could not read the program's rooms (retrying): %s", exc)
                 await asyncio.sleep(delay)
@@ -118,6 +120,7 @@ class Relay:
                 continue
             if asked == self._rooms_asked:
                 self.rooms = frozenset(rooms) if rooms is not None else None
+                self.program_zone = zone
             return
 
     def subscribe(self, sink: Sink, channels: Iterable[str], since: Mapping[str, Position]) -> None:

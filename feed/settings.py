@@ -36,6 +36,9 @@ class Settings:
     log_level: str = "info"
     # The venue's IANA time zone (e.g. Africa/Casablanca); else the imported program's; else UTC.
     venue_zone: str | None = None
+    # Where venue time comes from: "auto" (the newer of the system's tz files and the tzdata
+    # wheel's), "system" or "wheel". See feed/zones.py and README's "Time zones".
+    tzdata: str = "auto"
     # HTTP API requests per minute and token.
     api_rate: int = 120
     # Browser pages from other origins allowed to open websockets, comma-separated
@@ -66,6 +69,7 @@ class Settings:
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ZERO_ALLOWED = ("port", "max_connections_per_ip")
 GC_MODES = ("tuned", "default")
+TZDATA_SOURCES = ("auto", "system", "wheel")
 LOG_FORMATS = ("auto", "text", "json")
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
@@ -92,7 +96,12 @@ def _convert(name: str, value: Any, source: str) -> Any:
             if name == "redis_url" and value not in (None, ""):
                 check_url(str(value))
             return str(value) if value not in (None, "") else None
-        choices = {"log_level": LOG_LEVELS, "gc": GC_MODES, "log_format": LOG_FORMATS}.get(name)
+        choices = {
+            "log_level": LOG_LEVELS,
+            "gc": GC_MODES,
+            "log_format": LOG_FORMATS,
+            "tzdata": TZDATA_SOURCES,
+        }.get(name)
         if choices is not None:
             if str(value).lower() not in choices:
                 raise ValueError(f"expected one of {', '.join(choices)}")

@@ -15,6 +15,7 @@ import importlib
 import re
 import zoneinfo
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -78,6 +79,24 @@ def _order(version: str | None) -> tuple[int, int, str]:
     return (int(match.group(1)), len(match.group(2)), match.group(2))
 
 
+# Which database `trusted()` gives, as `prefer()` set it. Process-wide on purpose, like
+# zoneinfo's own TZPATH (`zoneinfo.reset_tzpath`): one process has one notion of venue time,
+# and every zone it reads, in the importers, the program and the pages' offsets, must agree.
+_preferred: list[str] = ["auto"]
+
+
+def prefer(preference: str) -> TzDatabase:
+    """Set the process's source of tz data (FEED_TZDATA: auto, system or wheel) and return it."""
+    database = choose(preference)
+    _preferred[0] = preference
+    return database
+
+
+def trusted() -> TzDatabase:
+    """The database every venue time of this process is read with."""
+    return choose(_preferred[0])
+
+
 @functools.cache
 def choose(preference: str = "auto") -> TzDatabase:
     """The database to trust: the newer of the system's and the wheel's, or the one named."""
@@ -109,3 +128,94 @@ def _zone(source: str, name: str) -> ZoneInfo:
             return ZoneInfo.from_file(file, key=name)
     except (ValueError, OSError, LookupError, ModuleNotFoundError):
         raise problem from None
+
+
+# ---- what the pages need --------------------------------------------------------------------
+
+YEAR_MS = 366 * 24 * 3600 * 1000
+_DAY = timedelta(days=1)
+
+
+def offsets(tz: ZoneInfo, around_ms: int, span_ms: int = YEAR_MS) -> list[list[int]]:
+    """The zone's UTC offsets from `around_ms - span_ms` to `around_ms + span_ms`, as
+    [[from_ms, offset_minutes], ...]: the first entry is in force at the window's start, each
+    later one from its instant on. The pages place every venue time with these, never with their
+    browser's own (maybe years old) tz database. A year each way covers any program."""
+    return _offsets(tz, around_ms // 86_400_000, span_ms // 86_400_000)
+
+
+@functools.lru_cache(maxsize=32)
+def _offsets(tz: ZoneInfo, day: int, span_days: int) -> list[list[int]]:
+    start = datetime.fromtimestamp((day - span_days) * 86_400, UTC)
+    found = [[_ms(start), _minutes(tz, start)]]
+    when = start
+    for _ in range(2 * span_days + 1):
+        later = when + _DAY
+        if _minutes(tz, later) != _minutes(tz, when):
+            found.append([_ms(_first_change(tz, when, later)), _minutes(tz, later)])
+        when = later
+    return found
+
+
+def venue(zone: str, now_ms: int) -> dict[str, object]:
+    """Venue time for the pages (the `venue` of a hello): the zone, the IANA release it is read
+    from, and its offsets a year each way. An unknown zone gives UTC's, under its own name."""
+    database = trusted()
+    try:
+        tz = database.zone(zone)
+    except InvalidMessage:
+        tz = database.zone("UTC")
+    return {"zone": zone, "tzdata": database.version, "offsets": offsets(tz, now_ms)}
+
+
+def transitions(tz: ZoneInfo, now_ms: int) -> tuple[int, tuple[int, int] | None]:
+    """The offset in force at `now_ms` (minutes) and the next change within a year, if any, as
+    (instant in ms, new offset in minutes)."""
+    table = offsets(tz, now_ms)
+    current = next(off for at, off in reversed(table) if at <= now_ms)
+    upcoming = next(((at, off) for at, off in table if at > now_ms), None)
+    return current, upcoming
+
+
+def _first_change(tz: ZoneInfo, before: datetime, after: datetime) -> datetime:
+    """The first minute at which the offset differs from `before`'s (bisection, to the minute)."""
+    low, high, was = before, after, _minutes(tz, before)
+    while high - low > timedelta(minutes=1):
+        mid = low + (high - low) / 2
+        mid = mid.replace(second=0, microsecond=0)
+        if mid <= low:
+            break
+        if _minutes(tz, mid) == was:
+            low = mid
+        else:
+            high = mid
+    return high
+
+
+def _minutes(tz: ZoneInfo, when: datetime) -> int:
+    offset = when.astimezone(tz).utcoffset()
+    return int(offset.total_seconds() // 60) if offset is not None else 0
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def offset_text(minutes: int) -> str:
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def summary(database: TzDatabase, zone: str | None, now_ms: int) -> str:
+    """One line for people: which tz data, and the venue's offset now and its next change."""
+    others = {"system": system_version(), "wheel": wheel_version()}
+    other = "wheel" if database.source == "system" else "system"
+    data = f"{database.describe()}; the {other}'s is {others[other] or 'absent'}"
+    if not zone:
+        return f"tz data {data}; no venue zone yet (FEED_VENUE_ZONE, or a program's)"
+    current, upcoming = transitions(database.zone(zone), now_ms)
+    then = "no change within a year"
+    if upcoming is not None:
+        at = datetime.fromtimestamp(upcoming[0] / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        then = f"next change {at}, to UTC{offset_text(upcoming[1])}"
+    return f"venue time {zone}: UTC{offset_text(current)} now, {then} (tz data {data})"

@@ -10,12 +10,13 @@ import argparse
 import asyncio
 import contextlib
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from feed import embedded, logs, models
-from feed.errors import FeedError, InvalidMessage, NotFound, Unavailable
+from feed import embedded, logs, models, zones
+from feed.errors import ConfigError, FeedError, InvalidMessage, NotFound, Unavailable
 from feed.settings import LOG_LEVELS, Settings, load, load_with_sources
 from publisher import tokens
 from publisher.tokens import Role
@@ -153,6 +154,8 @@ async def _config_check(args: argparse.Namespace) -> str:
         value = getattr(settings, name)
         shown = redacted(value) if name in SECRET_SETTINGS and value else value
         lines.append(f"  {name:<24} {'' if shown is None else shown!s:<40} {source}")
+    zones.prefer(settings.tzdata)
+    lines.append(zones.summary(zones.trusted(), settings.venue_zone, int(time.time() * 1000)))
     if settings.redis_url is None:
         url = embedded.discover(settings.data_dir)
         where = settings.data_dir.resolve()
@@ -274,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return bench(args)
         settings = _settings(args) if args.command not in ("watch", "config") else None
+        if settings is not None:
+            zones.prefer(settings.tzdata)  # every venue time this process reads comes from it
         if args.command in ("serve", "demo"):
             assert settings is not None
             from web import server  # noqa: PLC0415 - aiohttp only where it is needed
@@ -296,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(Watcher(args.url, args.channels, raw=args.json).run())
         return 0
-    except (InvalidMessage, NotFound) as exc:
+    except (InvalidMessage, NotFound, ConfigError) as exc:
         print(f"feed {args.command}: {exc.message}", file=sys.stderr)
         return EXIT_INVALID
     except FeedError as exc:

@@ -25,7 +25,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from feed import logs
+from feed import logs, zones
 from feed.bus import redacted
 from feed.clock import REAL, Clock
 from feed.embedded import EmbeddedRedis, die_with_parent
@@ -109,6 +109,9 @@ async def serve_app(
 ) -> None:
     """Run the application on `url`'s Redis until SIGTERM or SIGINT, then close websockets with
     1001 and stop. `demo` plays the demo program (in one process only)."""
+    # Set here, not only by the command line: workers are fresh processes (spawned).
+    zones.prefer(settings.tzdata)
+    log.info("%s", zones.summary(zones.trusted(), settings.venue_zone, clock.ms()))
     files = raise_open_file_limit()
     if files < 4096:
         log.warning("open files are limited to %d: at most about that many clients", files)

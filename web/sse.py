@@ -25,7 +25,7 @@ from aiohttp import web
 from feed import keys, protocol
 from feed.errors import CloseCode, InvalidMessage
 from feed.protocol import Position
-from web.ws import Client, Parts, follow, identity
+from web.ws import Client, Parts, follow, identity, venue_time
 
 KEEPALIVE = 5.0  # seconds between pongs on a stream
 RETRY_MS = 2000  # how soon a browser's EventSource reconnects on its own
@@ -132,7 +132,8 @@ async def handle(request: web.Request, parts: Parts) -> web.StreamResponse:
         client.chunked = chunked
         clients.add(client)
         try:
-            client.send(protocol.hello(clock.ms(), relay.live, clock.rate))
+            venue = venue_time(parts, relay, clock)
+            client.send(protocol.hello(clock.ms(), relay.live, clock.rate, venue))
             follow(client, relay, channels, since)
             transport = request.transport
             while client.close_code is None:

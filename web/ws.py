@@ -24,7 +24,7 @@ from typing import Protocol, cast
 
 from aiohttp import WSMsgType, web
 
-from feed import keys, protocol
+from feed import keys, protocol, zones
 from feed.clock import Clock
 from feed.errors import (
     CloseCode,
@@ -327,6 +327,13 @@ class Parts:
     clock: Clock
 
 
+def venue_time(parts: Parts, relay: Relay, clock: Clock) -> dict[str, object]:
+    """The venue's zone (FEED_VENUE_ZONE, else the program's, else UTC) with its offsets, for
+    the hello: the server, not the browser's tz database, is the authority on venue time."""
+    zone = parts.settings.venue_zone or relay.program_zone or "UTC"
+    return zones.venue(zone, clock.ms())
+
+
 async def handle(request: web.Request, parts: Parts) -> web.StreamResponse:
     kind, screen = identity(request)  # a bad screen name is refused before anything else
     address = parts.gate.admit(request)
@@ -375,7 +382,7 @@ async def _serve(
         screen=screen,
     )
     clients.add(client)
-    client.send(protocol.hello(clock.ms(), relay.live, clock.rate))
+    client.send(protocol.hello(clock.ms(), relay.live, clock.rate, venue_time(parts, relay, clock)))
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:

@@ -317,7 +317,10 @@ def test_server_messages() -> None:
             "frame_bytes": protocol.MAX_FRAME_BYTES,
             "channels": MAX_CHANNELS_PER_CONNECTION,
         },
+        "venue": None,
     }
+    venue = {"zone": "Africa/Casablanca", "tzdata": "2026f", "offsets": [[0, 60]]}
+    assert orjson.loads(protocol.hello(7, True, venue=venue))["venue"] == venue
 
 
 def test_ack_names_an_announcement() -> None:

@@ -5,7 +5,7 @@
 import { FeedClient, inLanguage, pageOptions } from "/static/feed-client.js";
 import { chooseLanguage, setLanguage, t as base } from "/static/i18n.js";
 import {
-  $, badge, bdi, connectionBanner, el, keyed, languageButtons, setText,
+  $, badge, bdi, clockText, connectionBanner, el, keyed, languageButtons, setText,
 } from "/static/ui.js";
 
 const TEXT = {
@@ -229,7 +229,7 @@ function renderScreens() {
   keyed($("screens"), JSON.stringify([lang, rows]), () => (rows.length ? rows.map(
     ([name, online, lastSeen, channels]) => {
       const item = el("li", null, { "data-screen": name, "data-online": String(online) });
-      const when = new Date(lastSeen).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" });
+      const when = feed ? clockText(feed, lang, lastSeen) : "";
       item.append(bdi(name), " ", el("span", online ? tr("online") : tr("offline", { t: when }),
         { class: "state" }), " ", el("span", channels, { class: "channels", dir: "ltr" }));
       return item;

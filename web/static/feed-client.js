@@ -97,6 +97,23 @@ export function inLanguage(value, lang) {
   return Object.values(value)[0] || "";
 }
 
+// Venue time survives a reload, so a kiosk that comes back offline still shows the right times.
+const VENUE_KEY = "feed-venue-time";
+
+function validVenue(venue) {
+  return Boolean(venue) && Array.isArray(venue.offsets) && venue.offsets.length > 0
+    && venue.offsets.every((o) => Array.isArray(o) && Number.isFinite(o[0]) && Number.isFinite(o[1]));
+}
+
+function savedVenue() {
+  try {
+    const venue = JSON.parse(localStorage.getItem(VENUE_KEY) || "null");
+    return validVenue(venue) ? venue : null;
+  } catch {
+    return null;
+  }
+}
+
 export class FeedClient extends EventTarget {
   // `persist` names a localStorage entry that keeps the last state across reloads: the page
   // shows it at once, even offline, and resumes from it instead of starting over.
@@ -124,6 +141,7 @@ export class FeedClient extends EventTarget {
         localStorage.removeItem(persist);
       }
     }
+    this.venue = savedVenue(); // venue time as the server last told it: see venueOffset()
     this.online = false;
     this.offlineSince = Date.now();
     this.clock = { server: Date.now(), local: performance.now(), rate: 1 };
@@ -132,6 +150,19 @@ export class FeedClient extends EventTarget {
     this.pinger = null;
     this.heard = 0;
     this.resyncing = new Set(); // channels asked again after an unexpected seq
+  }
+
+  // The venue's UTC offset in minutes at `ms`, from the table the server sent (its tz data, not
+  // this browser's, which may be years older or newer); null when the server never sent one.
+  venueOffset(ms) {
+    const offsets = this.venue?.offsets;
+    if (!Array.isArray(offsets) || !offsets.length) return null;
+    let minutes = offsets[0][1];
+    for (const [from, offset] of offsets) {
+      if (from > ms) break;
+      minutes = offset;
+    }
+    return Number.isFinite(minutes) ? minutes : null;
   }
 
   // The server's time, which pages show, whatever the device's clock says.
@@ -331,6 +362,14 @@ export class FeedClient extends EventTarget {
     switch (msg.type) {
       case "hello":
         this.syncClock(msg.server_time, msg.clock_rate);
+        if (validVenue(msg.venue)) {
+          this.venue = msg.venue;
+          try {
+            localStorage.setItem(VENUE_KEY, JSON.stringify(msg.venue));
+          } catch {
+            // Storage full or refused: venue time still holds for this visit.
+          }
+        }
         this.setOnline(msg.live !== false);
         break;
       case "pong":

@@ -47,11 +47,28 @@ export function ltr(text) {
   return `\u2066${text}\u2069`;
 }
 
+const formats = new Map();
+
+// An instant as the venue's wall clock reads it ("10:00"). The offset comes from the server's
+// table (feed.venueOffset): the wall clock is then read in UTC, so this browser's own tz
+// database plays no part. Only a server that sent no table leaves it to the browser's zone data.
+export function venueTimeText(feed, lang, ms, options = { hour: "2-digit", minute: "2-digit" }) {
+  const offset = feed.venueOffset(ms);
+  const zone = offset === null
+    ? feed.venue?.zone || feed.state("venue").schedule?.conference?.timezone || "UTC" : "UTC";
+  const key = JSON.stringify([lang, zone, options]);
+  let format = formats.get(key);
+  if (!format) {
+    format = new Intl.DateTimeFormat(lang === "ar" ? "ar-MA" : lang, {
+      ...options, timeZone: zone, hourCycle: "h23",
+    });
+    formats.set(key, format);
+  }
+  return format.format(new Date(ms + (offset ?? 0) * 60_000));
+}
+
 export function clockText(feed, lang, ms) {
-  const zone = feed.state("venue").schedule?.conference?.timezone || "UTC";
-  return new Intl.DateTimeFormat(lang === "ar" ? "ar-MA" : lang, {
-    hour: "2-digit", minute: "2-digit", timeZone: zone, hour12: false,
-  }).format(new Date(ms));
+  return venueTimeText(feed, lang, ms);
 }
 
 export function trackColour(name) {
