@@ -112,6 +112,9 @@ TOKENS = "feed:tokens"
 ANNOUNCEMENTS = "feed:announcements"
 CALENDAR = "feed:calendar"  # hash: session id -> its calendar entry (feed.calendar)
 EXPIRIES = "feed:expiries"
+# While a demo plays: its accelerated clock (feed.clock.Clock.to_json), so that `feed publish`
+# and other publishers stamp events in the demo's time, not today's.
+CLOCK = "feed:clock"
 
 
 def rate_key(token_id: str, window: int) -> str:

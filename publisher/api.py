@@ -24,6 +24,7 @@ import orjson
 
 from feed import calendar, keys, models, program, reducer
 from feed.bus import Bus, Published, Synced
+from feed.clock import Clock
 from feed.errors import Conflict, InvalidMessage, NotFound
 from feed.models import Kind
 from feed.protocol import Position
@@ -35,10 +36,17 @@ IMPORT_LOCK_TTL = 120  # seconds: an import that died does not block the next on
 
 class Publisher:
     def __init__(
-        self, redis_url: str, *, history: int = 1000, clock: Callable[[], float] = time.time
+        self,
+        redis_url: str,
+        *,
+        history: int = 1000,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._bus = Bus(redis_url, history=history)
-        self._clock = clock
+        # None: real time, unless a demo plays on this Redis (its clock is found on entering):
+        # events must carry the venue's time as every screen counts it.
+        self._clock: Callable[[], float] = clock or time.time
+        self._find_clock = clock is None
         # Where each channel stood after our last publish: usually still true, which makes a
         # publish one round trip. When another publisher moved it, Redis says so and we retry.
         self._known: dict[str, Synced] = {}
@@ -49,6 +57,9 @@ class Publisher:
     async def __aenter__(self) -> Publisher:
         try:
             await self._bus.ping()
+            if self._find_clock:
+                shared = Clock.from_json(await self._bus.remembered(keys.CLOCK))
+                self._clock = shared or time.time
         except BaseException:
             await self._bus.aclose()
             raise

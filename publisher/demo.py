@@ -10,8 +10,10 @@ through the same publishing path as the real operators; nothing is faked on the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources
@@ -20,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from feed import keys
 from feed.clock import Clock
 from feed.errors import FeedError, raise_if_cancelled
 from feed.models import Kind
@@ -32,6 +35,8 @@ ZONE = ZoneInfo("Africa/Casablanca")
 START = datetime(2019, 4, 17, 8, 40, tzinfo=ZONE)  # before the doors open
 END = datetime(2019, 4, 18, 19, 0, tzinfo=ZONE)
 STEP = 1.0  # real seconds between two looks at the program
+CLOCK_SHARE_EVERY = 10.0  # real seconds between two refreshes of the shared clock
+CLOCK_TTL = 30  # seconds: a demo that stopped stops lending its clock soon after
 
 
 def clock(rate: float) -> Clock:
@@ -157,7 +162,13 @@ async def drive(pub: Publisher, demo_clock: Clock) -> None:
     shown: dict[str, tuple[str, int, str | None]] = {}
     posted: dict[int, str] = {}  # note -> the id it was posted with
     previous = datetime.fromtimestamp(demo_clock(), ZONE)
+    shared_at = 0.0
     while True:
+        if time.monotonic() - shared_at > CLOCK_SHARE_EVERY:
+            # Other publishers (`feed publish`) stamp their events with this clock while it plays.
+            with contextlib.suppress(FeedError):
+                await pub.bus.remember(keys.CLOCK, demo_clock.to_json(), CLOCK_TTL)
+                shared_at = time.monotonic()
         now = datetime.fromtimestamp(demo_clock(), ZONE)
         if now < previous:  # the clock started over: so does the moderator
             posted.clear()
