@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
@@ -36,7 +36,8 @@ class Conference:
 @dataclass(frozen=True, slots=True)
 class Room:
     id: str  # what channels, URLs and tokens use: see feed.keys.room_id
-    name: str
+    name: str  # in the source's main language
+    names: dict[str, str] = field(default_factory=dict)  # per language, when the source has several
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +52,12 @@ class Session:
     language: str | None = None
     type: str | None = None
     subtitle: str | None = None
-    abstract: str | None = None  # plain text: HTML stripped, whitespace normalised
-    titles: dict[str, str] = field(
-        default_factory=dict
-    )  # per language, when the source has several
+    # As the source wrote it (plain text or Markdown, never parsed as HTML); pages show it as text.
+    abstract: str | None = None
+    # Per language, when the source has several; the plain fields above are in its main language.
+    titles: dict[str, str] = field(default_factory=dict)
+    abstracts: dict[str, str] = field(default_factory=dict)
+    tracks: dict[str, str] = field(default_factory=dict)
     source_id: str = ""  # the exporting tool's own id, for people tracing a session back to it
 
 
@@ -98,6 +101,8 @@ class Program:
                 "subtitle": s.subtitle,
                 "abstract": s.abstract,
                 "titles": dict(s.titles),
+                "abstracts": dict(s.abstracts),
+                "tracks": dict(s.tracks),
             }
             if with_source:
                 item["source_id"] = s.source_id
@@ -110,7 +115,7 @@ class Program:
                 "start": c.start.isoformat() if c.start else None,
                 "end": c.end.isoformat() if c.end else None,
             },
-            "rooms": [{"id": r.id, "name": r.name} for r in self.rooms],
+            "rooms": [{"id": r.id, "name": r.name, "names": dict(r.names)} for r in self.rooms],
             "sessions": sessions,
         }
 
@@ -139,7 +144,8 @@ class Program:
                 raise InvalidMessage(f"rooms[{i}].id: {exc.message}") from None
             if any(rid == known.id for known in rooms):
                 raise InvalidMessage(f"rooms[{i}].id: duplicate room id {rid!r}")
-            rooms.append(Room(rid, _typed(r.get("name"), f"rooms[{i}].name", str)))
+            name = _typed(r.get("name"), f"rooms[{i}].name", str)
+            rooms.append(Room(rid, name, _languages(r, "names", f"rooms[{i}]")))
         room_ids = {r.id for r in rooms}
         sessions: list[Session] = []
         seen: set[str] = set()
@@ -154,10 +160,9 @@ class Program:
             if room not in room_ids:
                 raise InvalidMessage(f"{where}.room: {room!r} is not one of the rooms")
             start, end = _instant(s, "start", where), _instant(s, "end", where)
-            if start >= end:
-                raise InvalidMessage(f"{where}.end: {s['end']!r} is not after start")
+            if start > end:  # a zero-length entry (a deadline, a marker) is kept as it is
+                raise InvalidMessage(f"{where}.end: {s['end']!r} is before start")
             speakers = _typed(s.get("speakers"), f"{where}.speakers", list)
-            titles = _typed(s.get("titles", {}), f"{where}.titles", dict)
             sessions.append(
                 Session(
                     id=sid,
@@ -173,9 +178,9 @@ class Program:
                     type=_optional(s, "type", where, str),
                     subtitle=_optional(s, "subtitle", where, str),
                     abstract=_optional(s, "abstract", where, str),
-                    titles={
-                        str(k): _typed(v, f"{where}.titles.{k}", str) for k, v in titles.items()
-                    },
+                    titles=_languages(s, "titles", where),
+                    abstracts=_languages(s, "abstracts", where),
+                    tracks=_languages(s, "tracks", where),
                     source_id=_typed(s.get("source_id", ""), f"{where}.source_id", str),
                 )
             )
@@ -192,6 +197,12 @@ def _typed(value: object, where: str, kind: type[_T]) -> _T:
     if not isinstance(value, kind):
         raise InvalidMessage(f"{where}: expected {kind.__name__}, got {value!r:.60}")
     return value
+
+
+def _languages(obj: Mapping[str, object], key: str, where: str) -> dict[str, str]:
+    """A {language: text} map; missing (a program stored before it existed) is none."""
+    found = _typed(obj.get(key, {}), f"{where}.{key}", dict)
+    return {str(k): _typed(v, f"{where}.{key}.{k}", str) for k, v in found.items()}
 
 
 def _optional(obj: Mapping[str, object], key: str, where: str, kind: type[_T]) -> _T | None:
@@ -285,15 +296,45 @@ def _utc(when: datetime) -> str:
     return when.astimezone(UTC).isoformat()
 
 
+def zone_changed(old: Program | None, new: Program) -> tuple[str, str] | None:
+    """The program's zone before and after, when a re-import changed it."""
+    if old is None or old.conference.timezone == new.conference.timezone:
+        return None
+    return old.conference.timezone or "UTC", new.conference.timezone or "UTC"
+
+
+def _wall_clock(old: Program, new: Program) -> Callable[[Session], object]:
+    """How to compare two versions of a session's times: as instants, or, when the zone changed,
+    as the local times each program prints (its own zone for each)."""
+    zones = zone_changed(old, new)
+    if zones is None:
+        return lambda s: (s.start, s.end)
+    owner = {id(s): zone_info(zones[0]) for s in old.sessions}
+    new_zone = zone_info(zones[1])
+
+    def local(s: Session) -> object:
+        tz = owner.get(id(s), new_zone)
+        return s.start.astimezone(tz).replace(tzinfo=None), s.end.astimezone(tz).replace(
+            tzinfo=None
+        )
+
+    return local
+
+
 def diff(old: Program | None, new: Program) -> list[Change]:
     """What a re-import changed, session by session.
 
     Order: the new program's sessions in program order (a session may give `moved`, `retimed` and
     `retitled`, in that order), then the cancelled ones in the old program's order. A first import
     (`old` None) is not news: no changes.
+
+    When only the program's zone changed (a file read again with the venue's zone given), the
+    instants move but the printed times do not: a session is `retimed` only when its times differ
+    on the wall clock too, so attendees are not told that every talk changed.
     """
     if old is None:
         return []
+    printed = _wall_clock(old, new)
     before = {s.id: s for s in old.sessions}
     after = {s.id for s in new.sessions}
     changes: list[Change] = []
@@ -304,7 +345,7 @@ def diff(old: Program | None, new: Program) -> list[Change]:
             continue
         if was.room != s.room:
             changes.append(Change("moved", s.id, s.room, was.room, s.title))
-        if (was.start, was.end) != (s.start, s.end):
+        if (was.start, was.end) != (s.start, s.end) and printed(was) != printed(s):
             detail = {
                 "old_start": _utc(was.start),
                 "old_end": _utc(was.end),
@@ -357,6 +398,7 @@ ROOM_SESSION_FIELDS = (
     "id",
     "title",
     "titles",
+    "tracks",
     "start",
     "end",
     "speakers",

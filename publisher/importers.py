@@ -2,22 +2,33 @@
 
 Three formats, told apart by their content: frab XML (also what pretalx and Pentabarf emit, FOSDEM
 included), the C3VOC `schedule.json` that frab and pretalx export, and pretalx's widget JSON. Pure
-functions over bytes; every problem in the input is an `InvalidMessage` that starts with the source
-name and says where it is: the line and column of a syntax error, else the path of the field.
+functions over bytes.
+
+Real exports are dirty (merged files, breaks without ids, rooms the room list forgot), and the
+apps people use on them read them as they are. So an entry with one sensible reading is repaired,
+one that cannot be used (no start, no room) is skipped, and both are reported with the JSON path
+or the XML line of the entry: `read` returns the program with that `Report`. With `strict`, the
+first repair or skip refuses the file instead. A problem with the file as a whole (not a program,
+no zone, no usable session) is an `InvalidMessage` that starts with the source name.
+
+Texts are kept as the source wrote them: frab and pretalx store plain text or Markdown, and HTML
+parsing on the way in loses content (`<https://...>`, `&param=1` in a URL, `Use <video>`) and can
+be made to take seconds. Only control characters are removed, outer whitespace trimmed, and each
+text's length capped.
 """
 
 from __future__ import annotations
 
 import codecs
+import hashlib
 import json
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
-from html.parser import HTMLParser
 from pathlib import PurePath
 from typing import Any
-from xml.parsers.expat import ErrorString
+from xml.parsers import expat
 from zoneinfo import ZoneInfo
 
 from feed.errors import InvalidMessage
@@ -29,38 +40,129 @@ FIRST_YEAR, LAST_YEAR = 1970, 2100
 MAX_SESSION = timedelta(hours=48)
 MAX_ROOMS = 1000
 MAX_SESSIONS = 20_000
-_Found = list[tuple[str, Session]]  # each session with where it was found, for later errors
+MAX_LINE = 500  # characters of a title, a name, a track: a screen line, with room to spare
+MAX_TEXT = 20_000  # characters of an abstract or a description
+REPORTED = 20  # repairs and skips kept by name in a report (all are counted)
+
+NO_ZONE = (
+    "the file names no time zone and none was given: give the venue's IANA zone with --zone"
+    " (such as --zone Europe/Brussels), the `zone` query parameter of POST /api/schedule, or"
+    " FEED_VENUE_ZONE"
+)
+
+# C0 controls but tab and newline, DEL, and C1: they break calendars (RFC 5545) and terminals.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-def parse(
+@dataclass(frozen=True, slots=True)
+class Note:
+    where: str  # the entry: its JSON path, or its XML line and path
+    what: str  # what was wrong, and what was done
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.what}"
+
+
+@dataclass(slots=True)
+class Report:
+    """What an import repaired and skipped; the first REPORTED of each by name, all counted."""
+
+    repaired: int = 0
+    skipped: int = 0
+    repairs: list[Note] = field(default_factory=list)
+    skips: list[Note] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repaired": self.repaired,
+            "skipped": self.skipped,
+            "repairs": [{"where": n.where, "what": n.what} for n in self.repairs],
+            "skips": [{"where": n.where, "what": n.what} for n in self.skips],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    program: Program
+    report: Report
+
+
+class _Skip(Exception):
+    """This entry cannot be used: left out and reported (or the file refused, when strict)."""
+
+
+class _LeftOut(Exception):
+    """An entry with nothing to show, as exports routinely hold (an untitled break, a pretalx
+    blocker without a room): left out without a word, strict or not."""
+
+
+class _Reading:
+    """One import's choices and notes."""
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        self.report = Report()
+
+    def repair(self, where: str, problem: str, fix: str) -> None:
+        if self.strict:
+            raise InvalidMessage(f"{where}: {problem}")
+        self.report.repaired += 1
+        if len(self.report.repairs) < REPORTED:
+            self.report.repairs.append(Note(where, f"{problem}: {fix}"))
+
+    def skip(self, where: str, problem: str) -> None:
+        if self.strict:
+            raise InvalidMessage(problem if problem.startswith(where) else f"{where}: {problem}")
+        self.report.skipped += 1
+        if len(self.report.skips) < REPORTED:
+            # "<where>.duration: ..." reads "duration: ..." after the entry's own path
+            what = problem[len(where) :].lstrip(".:/ ") if problem.startswith(where) else problem
+            self.report.skips.append(Note(where, f"{what}; left out"))
+
+
+@dataclass(slots=True)
+class _Entry:
+    """A session as read, before room ids and duplicate ids are settled."""
+
+    where: str
+    session: Session  # `room` holds the room's name here
+    written_start: str  # the start as the file writes it: part of a derived id
+    guid: str | None
+    event_id: str | None
+
+
+def read(
     data: bytes,
     *,
     source: str,
     venue_zone: str | None = None,
     known_rooms: dict[str, str] | None = None,
     title: str | None = None,
-) -> Program:
-    """Read a schedule export.
+    strict: bool = False,
+) -> Imported:
+    """Read a schedule export: the program, and what was repaired or skipped on the way.
 
     `title` names the conference when the format does not (pretalx's widget data); otherwise
     the file's name stands in for it.
 
-    Times are in `venue_zone`, else the zone the file names, else UTC; times that carry an offset
-    keep it. Room ids come from `known_rooms` (name -> id, kept from earlier imports) when it has
-    the name, else from the name, so they stay stable across re-imports.
+    Times are served in `venue_zone`, else the zone the file names; neither is an error. Times
+    without an offset are read in the file's zone, else the venue's; times with one keep it.
+    Room ids come from `known_rooms` (name -> id, kept from earlier imports) when it has the
+    name, else from the name, so they stay stable across re-imports.
     """
+    reading = _Reading(strict)
     try:
         head = data.removeprefix(codecs.BOM_UTF8).lstrip()[:1]
         if not head:
             raise InvalidMessage("the file is empty")
         if head == b"<":
-            conference, rooms, found = _from_xml(data, venue_zone)
+            conference, rooms, found = _from_xml(data, venue_zone, reading)
         elif head in (b"{", b"["):
             doc = _load_json(data)
             if isinstance(doc, dict) and "schedule" in doc:
-                conference, rooms, found = _from_schedule_json(doc, venue_zone)
+                conference, rooms, found = _from_schedule_json(doc, venue_zone, reading)
             elif isinstance(doc, dict) and "talks" in doc:
-                conference, rooms, found = _from_widget(doc, venue_zone, title or source)
+                conference, rooms, found = _from_widget(doc, venue_zone, title or source, reading)
             else:
                 raise InvalidMessage(
                     "unknown JSON: expected a schedule.json ({'schedule': ...})"
@@ -70,7 +172,8 @@ def parse(
             raise InvalidMessage(
                 "not a schedule: expected frab XML (<schedule>), schedule.json or pretalx JSON"
             )
-        return _program(conference, rooms, found, known_rooms or {})
+        program = _program(conference, rooms, found, known_rooms or {}, reading)
+        return Imported(program, reading.report)
     except InvalidMessage as exc:
         raise InvalidMessage(f"{source}: {exc.message}") from None
     except (ValueError, OverflowError, LookupError, UnicodeError) as exc:
@@ -79,34 +182,134 @@ def parse(
         raise InvalidMessage(f"{source}: cannot read it: {exc}") from None
 
 
-def _program(
-    conference: Conference, names: list[str], found: _Found, known: dict[str, str]
+def parse(
+    data: bytes,
+    *,
+    source: str,
+    venue_zone: str | None = None,
+    known_rooms: dict[str, str] | None = None,
+    title: str | None = None,
+    strict: bool = False,
 ) -> Program:
-    if not found:
-        raise InvalidMessage("no sessions found")
-    names = list(dict.fromkeys(names))
-    ids = assign_room_ids(names, known)
-    first_seen: dict[str, str] = {}
-    sessions = []
-    for where, s in found:
-        if s.room not in ids:
-            raise InvalidMessage(f"{where}: room {s.room!r} is not one of the file's rooms")
-        if s.id in first_seen:
-            raise InvalidMessage(
-                f"{where}: duplicate session id {s.id!r}, also used at {first_seen[s.id]}"
+    """`read`'s program alone."""
+    return read(
+        data,
+        source=source,
+        venue_zone=venue_zone,
+        known_rooms=known_rooms,
+        title=title,
+        strict=strict,
+    ).program
+
+
+# ---- what every format shares ----------------------------------------------------------------
+
+
+class _Rooms:
+    """The program's rooms by name, in order: the file's list, then the ones it forgot."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, dict[str, str]] = {}  # name -> its names per language
+        self._aliases: dict[str, str] = {}  # any language's name -> the name
+        self.listed = False
+
+    def define(self, name: str, names: dict[str, str] | None = None) -> None:
+        if name in self.names:
+            return
+        self.names[name] = names or {}
+        for alias in [name, *(names or {}).values()]:
+            self._aliases.setdefault(alias, name)
+
+    def find(self, name: str) -> str | None:
+        return self._aliases.get(name)
+
+    def place(self, name: str, where: str, reading: _Reading) -> str:
+        """The room an entry listed under `name` is in; one the list lacks is added."""
+        known = self.find(name)
+        if known is not None:
+            return known
+        if self.listed:
+            reading.repair(
+                where, f"room {name!r} is not in the conference's room list", "added to it"
             )
-        first_seen[s.id] = where
+        self.define(name)
+        return name
+
+
+def _program(
+    conference: Conference,
+    rooms: _Rooms,
+    found: list[_Entry],
+    known: dict[str, str],
+    reading: _Reading,
+) -> Program:
+    usable: list[_Entry] = []
+    for entry in found:
+        s = entry.session
         if not (s.start.year >= FIRST_YEAR and s.end.year <= LAST_YEAR):
-            raise InvalidMessage(f"{where}: a date outside {FIRST_YEAR}-{LAST_YEAR}")
-        if s.end - s.start > MAX_SESSION:
-            raise InvalidMessage(f"{where}: a session longer than {MAX_SESSION}")
-        sessions.append(replace(s, room=ids[s.room]))
-    if len(names) > MAX_ROOMS or len(sessions) > MAX_SESSIONS:
+            reading.skip(entry.where, f"a date outside {FIRST_YEAR}-{LAST_YEAR}")
+        elif s.end - s.start > MAX_SESSION:
+            reading.skip(entry.where, f"a session longer than {MAX_SESSION}")
+        else:
+            usable.append(entry)
+    if not usable:
+        if not reading.report.skipped:
+            raise InvalidMessage("no sessions found")
         raise InvalidMessage(
-            f"{len(names)} rooms and {len(sessions)} sessions; the limits are {MAX_ROOMS}"
+            f"none of its {reading.report.skipped} sessions can be used; the first:"
+            f" {reading.report.skips[0]}"
+        )
+    # Every room of the file, used or not: an empty room is still a door with a screen.
+    names = list(rooms.names)
+    if len(names) > MAX_ROOMS or len(usable) > MAX_SESSIONS:
+        raise InvalidMessage(
+            f"{len(names)} rooms and {len(usable)} sessions; the limits are {MAX_ROOMS}"
             f" and {MAX_SESSIONS}"
         )
-    return Program(conference, tuple(Room(ids[n], n) for n in names), tuple(sessions))
+    ids = assign_room_ids(names, known)
+    sessions = [
+        replace(e.session, id=sid, room=ids[e.session.room])
+        for e, sid in zip(usable, _session_ids(conference, usable, reading), strict=True)
+    ]
+    return Program(
+        conference,
+        tuple(Room(ids[n], n, rooms.names[n]) for n in names),
+        tuple(sessions),
+    )
+
+
+def _session_ids(conference: Conference, entries: list[_Entry], reading: _Reading) -> list[str]:
+    """Each entry's id: its guid, else `<conference>-<id>`, else a hash of its room, start and
+    title; an id used twice gets `-2`, `-3`... on its later uses, never an id of the file."""
+    wanted: list[str] = []
+    for e in entries:
+        if e.guid:
+            wanted.append(e.guid)
+        elif e.event_id:
+            wanted.append(f"{conference.id}-{e.event_id}")
+        else:
+            text = "\x1f".join((e.session.room, e.written_start, e.session.title))
+            derived = f"{conference.id}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+            reading.repair(e.where, "no guid and no id", f"given the id {derived}")
+            wanted.append(derived)
+    taken = set(wanted)
+    first: dict[str, str] = {}
+    ids: list[str] = []
+    for e, sid in zip(entries, wanted, strict=True):
+        if sid not in first:
+            first[sid] = e.where
+            ids.append(sid)
+            continue
+        n = 2
+        while f"{sid}-{n}" in taken:
+            n += 1
+        unique = f"{sid}-{n}"
+        taken.add(unique)
+        reading.repair(
+            e.where, f"duplicate session id {sid!r}, also used at {first[sid]}", f"given {unique}"
+        )
+        ids.append(unique)
+    return ids
 
 
 def _conference(
@@ -119,35 +322,39 @@ def _conference(
 
 
 def _zone(venue_zone: str | None, named: str | None, where: str) -> tuple[str, ZoneInfo]:
-    """The zone the program is served in (the venue's, else the file's, else UTC), and the one
-    its local times are read in (the file's own when it names one, else the venue's)."""
+    """The zone the program is served in (the venue's, else the file's), and the one its local
+    times are read in (the file's own when it names one, else the venue's). Neither: refused,
+    because a guess (UTC) puts every session hours off at most venues."""
     try:
         if venue_zone:
             zone_info(venue_zone)
     except InvalidMessage as exc:
         raise InvalidMessage(f"venue zone: {exc.message}") from None
+    read_in = named or venue_zone
+    if not read_in:
+        raise InvalidMessage(NO_ZONE)
     try:
-        read_in = zone_info(named or venue_zone or "UTC")
+        tz = zone_info(read_in)
     except InvalidMessage as exc:
         raise InvalidMessage(f"{where}: {exc.message}") from None
-    return venue_zone or named or "UTC", read_in
-
-
-def _session_id(conference: Conference, guid: str | None, event_id: str | None, where: str) -> str:
-    if guid:
-        return guid
-    if not event_id:
-        raise InvalidMessage(f"{where}: an event needs a guid or an id")
-    return f"{conference.id}-{event_id}"
+    return venue_zone or read_in, tz
 
 
 # ---- values ----------------------------------------------------------------------------------
 
 
 def _clean(value: str | None) -> str | None:
+    """A text as the source wrote it, without control characters or outer whitespace."""
     if not value:
         return None
-    return " ".join(value.split()) or None
+    return _CONTROL.sub("", value).strip() or None
+
+
+def _capped(value: str | None, limit: int, where: str, reading: _Reading) -> str | None:
+    if value is None or len(value) <= limit:
+        return value
+    reading.repair(where, f"{len(value)} characters", f"cut to the first {limit}")
+    return value[:limit]
 
 
 _CLOCK = re.compile(r"(\d{1,2}):([0-5]\d)(?::([0-5]\d))?")
@@ -163,10 +370,9 @@ def _clock(value: str | None, where: str) -> time:
 
 def _duration(value: str | None, where: str) -> timedelta:
     m = _DURATION.fullmatch(value or "")
-    length = timedelta(hours=int(m[1]), minutes=int(m[2]), seconds=int(m[3] or 0)) if m else None
-    if not length:
-        raise InvalidMessage(f"{where}: {value!r} is not a positive duration (HH:MM)")
-    return length
+    if not m:
+        raise InvalidMessage(f"{where}: {value!r} is not a duration (HH:MM)")
+    return timedelta(hours=int(m[1]), minutes=int(m[2]), seconds=int(m[3] or 0))
 
 
 def _date(value: str | None, where: str) -> date | None:
@@ -197,79 +403,77 @@ def _span(
     duration: str | None,
     day_change: time,
     tz: ZoneInfo,
-) -> tuple[datetime, datetime]:
-    """Start and end in UTC, from an absolute `date` when there is one, else the day and a clock.
+) -> tuple[datetime, datetime, str]:
+    """Start and end in UTC, and the start as written: from an absolute `date` when there is
+    one, else the day and a clock.
 
     Without an absolute date, a clock earlier than the day's start is past midnight: the next
     calendar date.
     """
     if absolute:
         start = _moment(absolute, f"{where}{sep}date", tz)
+        written = absolute
     else:
         if day is None:
-            raise InvalidMessage(f"{where}: no date, neither in the event nor in its day")
+            raise _Skip(f"{where}: no date, neither in the event nor in its day")
+        if not clock:
+            raise _Skip(f"{where}: no start")
         at = _clock(clock, f"{where}{sep}start")
         start = datetime.combine(day + timedelta(days=at < day_change), at, tzinfo=tz)
+        written = f"{day.isoformat()} {clock}"
     start = start.astimezone(UTC)
-    return start, start + _duration(duration, f"{where}{sep}duration")
+    return start, start + _duration(duration, f"{where}{sep}duration"), written
 
 
-class _TextOf(HTMLParser):
-    # Block elements become spaces so that "<p>a</p><p>b</p>" reads "a b", not "ab".
-    BLOCKS = frozenset(
-        {"address", "blockquote", "br", "dd", "div", "dl", "dt", "h1", "h2", "h3", "h4", "h5"}
-        | {"h6", "hr", "li", "ol", "p", "pre", "table", "td", "th", "tr", "ul"}
-    )
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self.BLOCKS:
-            self.parts.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self.BLOCKS:
-            self.parts.append(" ")
-
-
-def _plain(html: str | None) -> str | None:
-    if not html or ("<" not in html and "&" not in html):
-        return _clean(html)
-    parser = _TextOf()
-    try:
-        parser.feed(html)
-        parser.close()
-    except AssertionError:  # html.parser's answer to some bogus markup: keep the text as it is
-        return _clean(html)
-    return _clean("".join(parser.parts))
+def _languages(texts: dict[str, str], prefer: str | None) -> tuple[str | None, dict[str, str]]:
+    """The text to show of a {language: text} map (the entry's own language, else English, else
+    the first given), and the map when it holds more than one."""
+    shown = texts.get(prefer or "") or texts.get("en") or next(iter(texts.values()), None)
+    return shown, texts if len(texts) > 1 else {}
 
 
 # ---- frab and Pentabarf XML ------------------------------------------------------------------
 
 
-class _TreeBuilder(ET.TreeBuilder):
-    def doctype(self, name: str, pubid: str | None, system: str | None) -> None:
+def _xml(data: bytes) -> tuple[ET.Element, dict[int, int]]:
+    """The document, and the line each element starts on (by the element's id)."""
+    parser = expat.ParserCreate()
+    builder = ET.TreeBuilder()
+    lines: dict[int, int] = {}
+
+    def start(tag: str, attrs: dict[str, str]) -> None:
+        lines[id(builder.start(tag, attrs))] = parser.CurrentLineNumber
+
+    def doctype(*_: object) -> None:
         # Entity declarations live in the DOCTYPE: refusing it stops billion-laughs expansion.
         raise InvalidMessage("DOCTYPE declarations are refused (they can define entities)")
 
-
-def _from_xml(data: bytes, venue_zone: str | None) -> tuple[Conference, list[str], _Found]:
-    parser = ET.XMLParser(target=_TreeBuilder())
+    parser.StartElementHandler = start
+    parser.EndElementHandler = builder.end
+    parser.CharacterDataHandler = builder.data
+    parser.StartDoctypeDeclHandler = doctype
+    parser.EntityDeclHandler = doctype
     try:
-        parser.feed(data)
-        root = parser.close()
-    except ET.ParseError as exc:
-        line, column = exc.position
+        parser.Parse(data, True)
+        root = builder.close()
+    except InvalidMessage:
+        raise
+    except expat.ExpatError as exc:
         raise InvalidMessage(
-            f"line {line}, column {column + 1}: invalid XML ({ErrorString(exc.code)})"
+            f"line {exc.lineno}, column {exc.offset + 1}: invalid XML"
+            f" ({expat.ErrorString(exc.code)})"
         ) from None
-    except LookupError as exc:  # expat asks Python for the codec the declaration names
+    except (LookupError, ValueError) as exc:  # expat asks Python for the declared codec
         raise InvalidMessage(f"unsupported XML encoding ({exc})") from None
+    except AssertionError:  # TreeBuilder: no root element
+        raise InvalidMessage("invalid XML (no element)") from None
+    return root, lines
+
+
+def _from_xml(
+    data: bytes, venue_zone: str | None, reading: _Reading
+) -> tuple[Conference, _Rooms, list[_Entry]]:
+    root, lines = _xml(data)
     if root.tag != "schedule":
         raise InvalidMessage(f"the root element is <{root.tag}>, not a frab <schedule>")
     conf = root.find("conference")
@@ -283,66 +487,111 @@ def _from_xml(data: bytes, venue_zone: str | None) -> tuple[Conference, list[str
     conference = _conference(
         _clean(conf.findtext("acronym")),
         _clean(conf.findtext("title")),
-        _date(conf.findtext("start"), "schedule/conference/start"),
-        _date(conf.findtext("end"), "schedule/conference/end"),
+        _date(_clean(conf.findtext("start")), "schedule/conference/start"),
+        _date(_clean(conf.findtext("end")), "schedule/conference/end"),
         zone,
     )
     day_change = DAY_CHANGE
-    if text := conf.findtext("day_change"):
+    if text := _clean(conf.findtext("day_change")):
         day_change = _clock(text, "schedule/conference/day_change")
-    names = [n for r in conf.iterfind("rooms/room") if (n := _clean(r.get("name")))]
-    defined = bool(names)
-    found: _Found = []
+    rooms = _Rooms()
+    for listed in conf.iterfind("rooms/room"):
+        if name := _clean(listed.get("name")):
+            rooms.define(name)
+    rooms.listed = bool(rooms.names)
+    found: list[_Entry] = []
     for d, day in enumerate(root.iterfind("day"), 1):
         dw = f"schedule/day[{d}]"
-        day_date = _date(day.get("date"), f"{dw}/@date")
+        day_date = _date(_clean(day.get("date")), f"{dw}/@date")
         day_start = day_change
-        if text := day.get("start"):
+        if text := _clean(day.get("start")):
             day_start = _moment(text, f"{dw}/@start", tz).time()
         for r, room in enumerate(day.iterfind("room"), 1):
-            name = _clean(room.get("name"))
-            if not name:
-                raise InvalidMessage(f"{dw}/room[{r}]: a room without a name")
-            if not defined:
-                names.append(name)
+            listed_as = _clean(room.get("name"))
             for e, event in enumerate(room.iterfind("event"), 1):
                 event_id = _clean(event.get("id"))
-                where = f'{dw}/room[@name="{name}"]/event' + (
+                path = f'{dw}/room[@name="{listed_as or ""}"]/event' + (
                     f'[@id="{event_id}"]' if event_id else f"[{e}]"
                 )
-                title = _clean(event.findtext("title"))
-                if not title:
-                    raise InvalidMessage(f"{where}/title: missing or empty")
-                start, end = _span(
-                    where,
-                    "/",
-                    absolute=_clean(event.findtext("date")),
-                    day=day_date,
-                    clock=_clean(event.findtext("start")),
-                    duration=_clean(event.findtext("duration")),
-                    day_change=day_start,
-                    tz=tz,
-                )
-                session = Session(
-                    id=_session_id(conference, _clean(event.get("guid")), event_id, where),
-                    title=title,
-                    room=_clean(event.findtext("room")) or name,
-                    start=start,
-                    end=end,
-                    speakers=tuple(
-                        n for p in event.iterfind("persons/person") if (n := _clean(p.text))
-                    ),
-                    track=_clean(event.findtext("track")),
-                    language=_clean(event.findtext("language")),
-                    type=_clean(event.findtext("type")),
-                    subtitle=_clean(event.findtext("subtitle")),
-                    # The abstract is the short text a screen has room for; some exports
-                    # fill in only the description.
-                    abstract=_plain(event.findtext("abstract") or event.findtext("description")),
-                    source_id=event_id or "",
-                )
-                found.append((where, session))
-    return conference, names, found
+                where = f"line {lines.get(id(event), '?')}: {path}"
+                try:
+                    if not listed_as:
+                        raise _Skip(f"{dw}/room[{r}] has no name: a session with no room")
+                    name = rooms.place(listed_as, where, reading)
+                    found.append(
+                        _xml_event(
+                            event,
+                            where,
+                            room=name,
+                            day=day_date,
+                            day_start=day_start,
+                            tz=tz,
+                            reading=reading,
+                        )
+                    )
+                except _LeftOut:
+                    continue
+                except (_Skip, InvalidMessage, OverflowError) as exc:
+                    reading.skip(where, _problem(exc))
+    return conference, rooms, found
+
+
+def _problem(exc: Exception) -> str:
+    return exc.message if isinstance(exc, InvalidMessage) else str(exc)
+
+
+def _xml_event(
+    event: ET.Element,
+    where: str,
+    *,
+    room: str,
+    day: date | None,
+    day_start: time,
+    tz: ZoneInfo,
+    reading: _Reading,
+) -> _Entry:
+    def text(tag: str, limit: int = MAX_LINE) -> str | None:
+        return _capped(_clean(event.findtext(tag)), limit, f"{where}/{tag}", reading)
+
+    title = text("title")
+    if not title:
+        raise _LeftOut
+    said = _clean(event.findtext("room"))
+    if said and said != room:
+        # Merged files name a room two ways; the structure is what the tools display.
+        reading.repair(where, f"its <room> says {said!r}", f"kept in {room!r}, where it is listed")
+    start, end, written = _span(
+        where,
+        "/",
+        absolute=_clean(event.findtext("date")),
+        day=day,
+        clock=_clean(event.findtext("start")),
+        duration=_clean(event.findtext("duration")),
+        day_change=day_start,
+        tz=tz,
+    )
+    event_id = _clean(event.get("id"))
+    session = Session(
+        id="",
+        title=title,
+        room=room,
+        start=start,
+        end=end,
+        speakers=tuple(
+            n
+            for p in event.iterfind("persons/person")
+            if (n := _capped(_clean(p.text), MAX_LINE, f"{where}/persons", reading))
+        ),
+        track=text("track"),
+        language=text("language"),
+        type=text("type"),
+        subtitle=text("subtitle"),
+        # The abstract is the short text a screen has room for; some exports fill in only the
+        # description.
+        abstract=text("abstract", MAX_TEXT) or text("description", MAX_TEXT),
+        source_id=event_id or "",
+    )
+    return _Entry(where, session, written, _clean(event.get("guid")), event_id)
 
 
 # ---- JSON ------------------------------------------------------------------------------------
@@ -428,11 +677,28 @@ def _at(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-def _raw(obj: dict[str, Any], key: str, where: str) -> str | None:
+def _texts(
+    obj: dict[str, Any],
+    key: str,
+    where: str,
+    *,
+    prefer: str | None,
+    reading: _Reading,
+    limit: int = MAX_LINE,
+) -> tuple[str | None, dict[str, str]]:
+    """A text that may be given per language ({"en": ..., "fr": ...}, as pretalx does): the one
+    to show, and all of them when there are several."""
     value = obj.get(key)
-    if value is None or isinstance(value, str):
-        return value
-    raise InvalidMessage(f"{where}.{key}: expected text, got {_kind(value)}")
+    at = _at(where, key)
+    if not isinstance(value, dict):
+        return _capped(_str(obj, key, where), limit, at, reading), {}
+    texts: dict[str, str] = {}
+    for lang, text in value.items():
+        if not isinstance(text, str | None):
+            raise InvalidMessage(f"{at}.{lang}: expected text, got {_kind(text)}")
+        if text := _capped(_clean(text), limit, f"{at}.{lang}", reading):
+            texts[lang] = text
+    return _languages(texts, prefer)
 
 
 def _person(value: object, where: str) -> str | None:
@@ -443,8 +709,8 @@ def _person(value: object, where: str) -> str | None:
 
 
 def _from_schedule_json(
-    doc: dict[str, Any], venue_zone: str | None
-) -> tuple[Conference, list[str], _Found]:
+    doc: dict[str, Any], venue_zone: str | None, reading: _Reading
+) -> tuple[Conference, _Rooms, list[_Entry]]:
     cw = "schedule.conference"
     conf = _obj(_obj(doc["schedule"], "schedule").get("conference"), cw)
     zone, tz = _zone(venue_zone, _str(conf, "time_zone_name", cw), f"{cw}.time_zone_name")
@@ -458,13 +724,19 @@ def _from_schedule_json(
     day_change = DAY_CHANGE
     if text := _str(conf, "day_change", cw):
         day_change = _clock(text, f"{cw}.day_change")
-    names: list[str] = []
+    rooms = _Rooms()
     if "rooms" in conf:
-        for i, room in enumerate(_arr(conf["rooms"], f"{cw}.rooms")):
-            if name := _person(room, f"{cw}.rooms[{i}]"):  # a room has a name as a person does
-                names.append(name)
-    defined = bool(names)
-    found: _Found = []
+        for i, item in enumerate(_arr(conf["rooms"], f"{cw}.rooms")):
+            rw = f"{cw}.rooms[{i}]"
+            names: dict[str, str] = {}
+            if isinstance(item, str):
+                name = _clean(item)
+            else:
+                name, names = _texts(_obj(item, rw), "name", rw, prefer=None, reading=reading)
+            if name:
+                rooms.define(name, names)
+    rooms.listed = bool(rooms.names)
+    found: list[_Entry] = []
     for d, item in enumerate(_arr(conf.get("days"), f"{cw}.days")):
         dw = f"{cw}.days[{d}]"
         day = _obj(item, dw)
@@ -474,71 +746,97 @@ def _from_schedule_json(
             day_start = _moment(text, f"{dw}.day_start", tz).time()
         for room_name, events in _obj(day.get("rooms"), f"{dw}.rooms").items():
             rw = f"{dw}.rooms[{json.dumps(room_name, ensure_ascii=False)}]"
-            name = _clean(room_name)
-            if not name:
-                raise InvalidMessage(f"{rw}: a room without a name")
-            if not defined:
-                names.append(name)
+            listed_as = _clean(room_name)
             for i, entry in enumerate(_arr(events, rw)):
                 where = f"{rw}[{i}]"
-                event = _obj(entry, where)
-                title = _str(event, "title", where)
-                if not title:
-                    raise InvalidMessage(f"{where}.title: missing or empty")
-                start, end = _span(
-                    where,
-                    ".",
-                    absolute=_str(event, "date", where),
-                    day=day_date,
-                    clock=_str(event, "start", where),
-                    duration=_str(event, "duration", where),
-                    day_change=day_start,
-                    tz=tz,
-                )
-                persons = _arr(event.get("persons", []), f"{where}.persons")
-                event_id = _str(event, "id", where)
-                session = Session(
-                    id=_session_id(conference, _str(event, "guid", where), event_id, where),
-                    title=title,
-                    room=_str(event, "room", where) or name,
-                    start=start,
-                    end=end,
-                    speakers=tuple(
-                        n
-                        for j, p in enumerate(persons)
-                        if (n := _person(p, f"{where}.persons[{j}]"))
-                    ),
-                    track=_str(event, "track", where),
-                    language=_str(event, "language", where),
-                    type=_str(event, "type", where),
-                    subtitle=_str(event, "subtitle", where),
-                    abstract=_plain(
-                        _raw(event, "abstract", where) or _raw(event, "description", where)
-                    ),
-                    source_id=event_id or "",
-                )
-                found.append((where, session))
-    return conference, names, found
+                try:
+                    if not listed_as:
+                        raise _Skip(f"{rw}: a room without a name: a session with no room")
+                    name = rooms.place(listed_as, where, reading)
+                    event = _obj(entry, where)
+                    found.append(
+                        _json_event(
+                            event,
+                            where,
+                            room=name,
+                            day=day_date,
+                            day_start=day_start,
+                            tz=tz,
+                            reading=reading,
+                        )
+                    )
+                except _LeftOut:
+                    continue
+                except (_Skip, InvalidMessage, OverflowError) as exc:
+                    reading.skip(where, _problem(exc))
+    return conference, rooms, found
+
+
+def _json_event(
+    event: dict[str, Any],
+    where: str,
+    *,
+    room: str,
+    day: date | None,
+    day_start: time,
+    tz: ZoneInfo,
+    reading: _Reading,
+) -> _Entry:
+    language = _str(event, "language", where)
+    title, titles = _texts(event, "title", where, prefer=language, reading=reading)
+    if not title:
+        raise _LeftOut
+    said = event.get("room")
+    if isinstance(said, str) and _clean(said) and _clean(said) != room:
+        # Merged files name a room two ways; the structure is what the tools display.
+        reading.repair(
+            where, f"its room field says {_clean(said)!r}", f"kept in {room!r}, where it is listed"
+        )
+    start, end, written = _span(
+        where,
+        ".",
+        absolute=_str(event, "date", where),
+        day=day,
+        clock=_str(event, "start", where),
+        duration=_str(event, "duration", where),
+        day_change=day_start,
+        tz=tz,
+    )
+    persons = _arr(event.get("persons") or [], f"{where}.persons")
+    abstract, abstracts = _texts(
+        event, "abstract", where, prefer=language, reading=reading, limit=MAX_TEXT
+    )
+    if not abstract:
+        abstract, abstracts = _texts(
+            event, "description", where, prefer=language, reading=reading, limit=MAX_TEXT
+        )
+    track, tracks = _texts(event, "track", where, prefer=None, reading=reading)
+    event_id = _str(event, "id", where)
+    session = Session(
+        id="",
+        title=title,
+        room=room,
+        start=start,
+        end=end,
+        speakers=tuple(
+            n
+            for j, p in enumerate(persons)
+            if (n := _capped(_person(p, f"{where}.persons[{j}]"), MAX_LINE, where, reading))
+        ),
+        track=track,
+        language=language,
+        type=_str(event, "type", where),
+        subtitle=_texts(event, "subtitle", where, prefer=language, reading=reading)[0],
+        abstract=abstract,
+        titles=titles,
+        abstracts=abstracts,
+        tracks=tracks,
+        source_id=event_id or "",
+    )
+    return _Entry(where, session, written, _str(event, "guid", where), event_id)
 
 
 # ---- pretalx widget JSON ---------------------------------------------------------------------
-
-
-def _i18n(value: object, where: str, language: str | None) -> tuple[str | None, dict[str, str]]:
-    """A pretalx text that may be a {language: text} dict: the text to show, and all of them.
-
-    The one to show is in the talk's own language, else English, else the first one given.
-    """
-    if value is None or isinstance(value, str):
-        return _clean(value), {}
-    texts = {}
-    for lang, text in _obj(value, where).items():
-        if not isinstance(text, str | None):
-            raise InvalidMessage(f"{where}.{lang}: expected text, got {_kind(text)}")
-        if text := _clean(text):
-            texts[lang] = text
-    shown = texts.get(language or "") or texts.get("en") or next(iter(texts.values()), None)
-    return shown, texts if len(texts) > 1 else {}
 
 
 def _ref(value: object, where: str) -> str:
@@ -548,21 +846,25 @@ def _ref(value: object, where: str) -> str:
     raise InvalidMessage(f"{where}: expected an id, got {_kind(value)}")
 
 
-def _table(doc: dict[str, Any], key: str, id_key: str, name_key: str) -> dict[str, str]:
-    table: dict[str, str] = {}
+def _table(
+    doc: dict[str, Any], key: str, id_key: str, name_key: str, reading: _Reading
+) -> dict[str, tuple[str, dict[str, str]]]:
+    """id -> (name, names per language) of pretalx's rooms, tracks or speakers."""
+    table: dict[str, tuple[str, dict[str, str]]] = {}
     for i, item in enumerate(_arr(doc.get(key, []), key)):
         where = f"{key}[{i}]"
         entry = _obj(item, where)
-        name = _i18n(entry.get(name_key), f"{where}.{name_key}", None)[0]
+        name, names = _texts(entry, name_key, where, prefer=None, reading=reading)
         if not name:
             raise InvalidMessage(f"{where}.{name_key}: missing or empty")
-        table[_ref(entry.get(id_key), f"{where}.{id_key}")] = name
+        table[_ref(entry.get(id_key), f"{where}.{id_key}")] = name, names
     return table
 
 
 def _from_widget(
-    doc: dict[str, Any], venue_zone: str | None, name: str
-) -> tuple[Conference, list[str], _Found]:
+    doc: dict[str, Any], venue_zone: str | None, name: str, reading: _Reading
+) -> tuple[Conference, _Rooms, list[_Entry]]:
+    talks = _arr(doc["talks"], "talks")
     zone, tz = _zone(venue_zone, _str(doc, "timezone", ""), "timezone")
     # The widget data names no conference: the given title, else the file's name, stands in.
     conference = _conference(
@@ -572,47 +874,96 @@ def _from_widget(
         _date(_str(doc, "event_end", ""), "event_end"),
         zone,
     )
-    rooms = _table(doc, "rooms", "id", "name")
-    tracks = _table(doc, "tracks", "id", "name")
-    speakers = _table(doc, "speakers", "code", "name")
-    found: _Found = []
-    for i, item in enumerate(_arr(doc["talks"], "talks")):
+    table = _table(doc, "rooms", "id", "name", reading)
+    rooms = _Rooms()
+    for room_name, names in table.values():
+        rooms.define(room_name, names)
+    tracks = _table(doc, "tracks", "id", "name", reading)
+    speakers = {k: v[0] for k, v in _table(doc, "speakers", "code", "name", reading).items()}
+    found: list[_Entry] = []
+    for i, item in enumerate(talks):
         where = f"talks[{i}]"
-        talk = _obj(item, where)
-        language = _str(talk, "content_locale", where)
-        title, titles = _i18n(talk.get("title"), f"{where}.title", language)
-        if talk.get("room") is None or not title:
-            continue  # blockers and untitled breaks: nothing to show on a screen
-        room = rooms.get(_ref(talk["room"], f"{where}.room"))
-        if room is None:
-            raise InvalidMessage(f"{where}.room: {talk['room']!r} is not one of the rooms")
-        start = _moment(_str(talk, "start", where), f"{where}.start", tz).astimezone(UTC)
-        end = _moment(_str(talk, "end", where), f"{where}.end", tz).astimezone(UTC)
-        if end <= start:
-            raise InvalidMessage(f"{where}.end: not after its start")
-        listed = _arr(talk.get("speakers") or [], f"{where}.speakers")
-        codes = [_ref(c, f"{where}.speakers[{j}]") for j, c in enumerate(listed)]
-        if unknown := [c for c in codes if c not in speakers]:
-            raise InvalidMessage(f"{where}.speakers: unknown speaker codes {unknown}")
-        track = None
-        if talk.get("track") is not None:
-            track = tracks.get(_ref(talk["track"], f"{where}.track"))
-            if track is None:
-                raise InvalidMessage(f"{where}.track: {talk['track']!r} is not one of the tracks")
-        talk_id = _str(talk, "id", where)
-        session = Session(
-            id=_session_id(conference, _str(talk, "code", where), talk_id, where),
-            title=title,
-            room=room,
-            start=start,
-            end=end,
-            speakers=tuple(speakers[c] for c in codes),
-            track=track,
-            language=language,
-            type=_str(talk, "slot_type", where),
-            abstract=_plain(_i18n(talk.get("abstract"), f"{where}.abstract", language)[0]),
-            titles=titles,
-            source_id=talk_id or "",
-        )
-        found.append((where, session))
-    return conference, list(rooms.values()), found
+        try:
+            talk = _obj(item, where)
+            found.append(
+                _talk(
+                    talk,
+                    where,
+                    rooms=table,
+                    tracks=tracks,
+                    speakers=speakers,
+                    tz=tz,
+                    reading=reading,
+                )
+            )
+        except _LeftOut:
+            continue
+        except (_Skip, InvalidMessage, OverflowError) as exc:
+            reading.skip(where, _problem(exc))
+    return conference, rooms, found
+
+
+def _talk(
+    talk: dict[str, Any],
+    where: str,
+    *,
+    rooms: dict[str, tuple[str, dict[str, str]]],
+    tracks: dict[str, tuple[str, dict[str, str]]],
+    speakers: dict[str, str],
+    tz: ZoneInfo,
+    reading: _Reading,
+) -> _Entry:
+    language = _str(talk, "content_locale", where)
+    title, titles = _texts(talk, "title", where, prefer=language, reading=reading)
+    if not title:
+        raise _LeftOut
+    if talk.get("room") is None:
+        raise _LeftOut  # a blocker, or a talk not yet placed
+    room = rooms.get(_ref(talk["room"], f"{where}.room"))
+    if room is None:
+        raise _Skip(f"{where}.room: {talk['room']!r} is not one of the rooms")
+    written = _str(talk, "start", where)
+    if not written:
+        raise _Skip(f"{where}: no start")
+    start = _moment(written, f"{where}.start", tz).astimezone(UTC)
+    end = start
+    if ends := _str(talk, "end", where):
+        end = _moment(ends, f"{where}.end", tz).astimezone(UTC)
+    else:
+        reading.repair(where, "no end", "kept as a moment (no length)")
+    if end < start:
+        raise _Skip(f"{where}.end: before its start")
+    listed = _arr(talk.get("speakers") or [], f"{where}.speakers")
+    codes = [_ref(c, f"{where}.speakers[{j}]") for j, c in enumerate(listed)]
+    if unknown := [c for c in codes if c not in speakers]:
+        reading.repair(where, f"unknown speaker codes {unknown}", "left out")
+    track: str | None = None
+    track_names: dict[str, str] = {}
+    if talk.get("track") is not None:
+        found = tracks.get(_ref(talk["track"], f"{where}.track"))
+        if found is None:
+            reading.repair(where, f"track {talk['track']!r} is not one of the tracks", "no track")
+        else:
+            track, track_names = found
+    abstract, abstracts = _texts(
+        talk, "abstract", where, prefer=language, reading=reading, limit=MAX_TEXT
+    )
+    talk_id = _str(talk, "id", where)
+    session = Session(
+        id="",
+        title=title,
+        room=room[0],
+        start=start,
+        end=end,
+        speakers=tuple(speakers[c] for c in codes if c in speakers),
+        track=track,
+        language=language,
+        type=_str(talk, "slot_type", where),
+        abstract=abstract,
+        titles=titles,
+        abstracts=abstracts,
+        tracks=track_names,
+        source_id=talk_id or "",
+    )
+    # pretalx's talk code is its stable id; a break has neither code nor id.
+    return _Entry(where, session, written, _str(talk, "code", where), talk_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,6 +24,7 @@ from feed.program import (
     diff,
     now_and_next,
     slugify,
+    zone_changed,
 )
 
 CASABLANCA = "Africa/Casablanca"
@@ -120,7 +122,10 @@ def test_to_json_gives_the_api_shape_sorted_by_start_room_id() -> None:
         "start": "2019-04-17",
         "end": None,
     }
-    assert doc["rooms"] == [{"id": "atlas", "name": "Atlas"}, {"id": "hall-b", "name": "Hall B"}]
+    assert doc["rooms"] == [
+        {"id": "atlas", "name": "Atlas", "names": {}},
+        {"id": "hall-b", "name": "Hall B", "names": {}},
+    ]
     assert [s["id"] for s in doc["sessions"]] == ["a", "c", "b"]
     assert doc["sessions"][0] == {
         "id": "a",
@@ -135,6 +140,8 @@ def test_to_json_gives_the_api_shape_sorted_by_start_room_id() -> None:
         "subtitle": None,
         "abstract": None,
         "titles": {"fr": "Bonjour"},
+        "abstracts": {},
+        "tracks": {},
     }
 
 
@@ -153,12 +160,48 @@ def test_casablanca_offset_follows_ramadan() -> None:
 def test_round_trip_in_any_zone() -> None:
     p = program(
         session("a", abstract="Text", track="AI", language="fr", type="talk", subtitle="Sub"),
-        session("b", "hall-b", at(20, 9, month=5), titles={"en": "Hi", "ar": "مرحبا"}),
+        session(
+            "b",
+            "hall-b",
+            at(20, 9, month=5),
+            titles={"en": "Hi", "ar": "مرحبا"},
+            abstracts={"en": "Text", "fr": "Texte"},
+            tracks={"en": "AI", "fr": "IA"},
+        ),
+        session("zero", end=at(17, 9)),  # a zero-length entry (a deadline) is kept
     )
+    p = Program(p.conference, (Room("atlas", "Atlas", {"ar": "أطلس", "fr": "Atlas"}),
+                               Room("hall-b", "Hall B")), p.sessions)  # fmt: skip
     for zone in ("UTC", CASABLANCA, "Pacific/Kiritimati"):
         back = Program.from_json(p.to_json(zone))
         assert back == p
         assert back.sessions[0].start.tzinfo is UTC
+
+
+def test_a_program_stored_before_language_maps_still_reads() -> None:
+    doc = program(session("a")).to_json("UTC")
+    for room in doc["rooms"]:
+        del room["names"]
+    for s in doc["sessions"]:
+        del s["abstracts"], s["tracks"]
+    back = Program.from_json(doc)
+    assert back == program(session("a"))
+    assert back.rooms[0].names == {} and back.sessions[0].tracks == {}
+
+
+def test_a_zone_change_alone_retimes_nothing_printed() -> None:
+    before = program(session("a", start=at(17, 9)), session("b", start=at(17, 11)))
+    utc = Conference("scec19", "Smart City Expo", "UTC", date(2019, 4, 17), None)
+    # the same file read in UTC: the same wall clock, an hour later as an instant
+    shifted = Program(utc, before.rooms, tuple(
+        replace(s, start=s.start + timedelta(hours=1), end=s.end + timedelta(hours=1))
+        for s in before.sessions))  # fmt: skip
+    assert zone_changed(before, shifted) == (CASABLANCA, "UTC")
+    assert zone_changed(before, before) is None
+    assert diff(before, shifted) == []
+    late = Program(utc, before.rooms, (shifted.sessions[0], replace(
+        shifted.sessions[1], start=at(17, 12, minute=30), end=at(17, 13)),))  # fmt: skip
+    assert [c.kind for c in diff(before, late)] == ["retimed"]
 
 
 def test_source_id_travels_only_when_asked() -> None:
