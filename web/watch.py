@@ -41,17 +41,44 @@ def ws_url(url: str) -> str:
     )
 
 
-def _clock(ts_ms: int | None = None) -> str:
-    return time.strftime("%H:%M:%S", time.localtime((ts_ms / 1000) if ts_ms else None))
+Offsets = list[list[int]]
 
 
-def describe(msg: dict[str, Any]) -> str | None:
+def _clock(ts_ms: int | None = None, offsets: Offsets | None = None) -> str:
+    """A time as the venue's clock reads it, with the offsets the server sent in its hello (the
+    server is the authority on venue time); before any hello, in this machine's zone."""
+    seconds = ts_ms / 1000 if ts_ms else time.time()
+    if not offsets:
+        return time.strftime("%H:%M:%S", time.localtime(seconds))
+    minutes = offsets[0][1]
+    for start, offset in offsets:
+        if start > seconds * 1000:
+            break
+        minutes = offset
+    return time.strftime("%H:%M:%S", time.gmtime(seconds + minutes * 60))
+
+
+def _valid_offsets(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(
+            isinstance(o, list)
+            and len(o) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in o)
+            for o in value
+        )
+    )
+
+
+def describe(msg: dict[str, Any], offsets: Offsets | None = None) -> str | None:
     """One line for a server message, or None for messages not worth a line."""
     kind = msg.get("type")
     ch = str(msg.get("channel", ""))
     if kind == "snapshot":
         state = msg.get("state") or {}
-        parts = [f"{_clock()}  {ch:<16} snapshot #{msg.get('seq')} (epoch {msg.get('epoch')})"]
+        now = _clock(None, offsets)
+        parts = [f"{now}  {ch:<16} snapshot #{msg.get('seq')} (epoch {msg.get('epoch')})"]
         if "status" in state:
             parts.append(_status(state))
         for label in ("now", "next"):
@@ -62,7 +89,7 @@ def describe(msg: dict[str, Any]) -> str | None:
         return "  ".join(parts[:2]) + "".join(parts[2:])
     if kind == "event":
         data = msg.get("data") or {}
-        head = f"{_clock(msg.get('ts'))}  {ch:<16} #{msg.get('seq')} {msg.get('kind')}"
+        head = f"{_clock(msg.get('ts'), offsets)}  {ch:<16} #{msg.get('seq')} {msg.get('kind')}"
         if msg.get("kind") == "status":
             return f"{head}  {_status(data)}"
         if msg.get("kind") == "announce":
@@ -78,10 +105,10 @@ def describe(msg: dict[str, Any]) -> str | None:
             return f"{head}  new program version {data.get('etag')}: {total} changes"
         return f"{head}  {orjson.dumps(data).decode()}"
     if kind == "subscribed" and msg.get("resumed"):
-        return f"{_clock()}  {ch:<16} resumed, up to date at #{msg.get('seq')}"
+        return f"{_clock(None, offsets)}  {ch:<16} resumed, up to date at #{msg.get('seq')}"
     if kind == "health":
         what = "live again" if msg.get("live") else "lost Redis: updates paused"
-        return f"{_clock()}  server {what}"
+        return f"{_clock(None, offsets)}  server {what}"
     return None
 
 
@@ -120,6 +147,10 @@ class Watcher:
         self.out = out
         self.positions: dict[str, dict[str, Any]] = {}
         self.resync: set[str] = set()  # channels to subscribe again after an unexpected seq
+        self.offsets: Offsets | None = None  # venue time, from the server's hello
+
+    def _now(self) -> str:
+        return _clock(None, self.offsets)
 
     def _print(self, line: str, *, err: bool = False) -> None:
         print(line, file=sys.stderr if err else self.out, flush=True)
@@ -136,7 +167,7 @@ class Watcher:
         names = names if "venue" in names else ["venue", *names]
         if len(names) > MAX_CHANNELS_PER_CONNECTION:
             self._print(
-                f"{_clock()}  {len(names)} channels; watching the first"
+                f"{self._now()}  {len(names)} channels; watching the first"
                 f" {MAX_CHANNELS_PER_CONNECTION} (name the ones you want instead)",
                 err=True,
             )
@@ -155,7 +186,7 @@ class Watcher:
                 new = [ch for ch in await self._all_channels() if ch not in self.channels]
                 if new:
                     self.channels += new
-                    self._print(f"{_clock()}  now also watching {', '.join(new)}", err=True)
+                    self._print(f"{self._now()}  now also watching {', '.join(new)}", err=True)
                     await self._subscribe(conn, new)
 
     async def run(self) -> int:
@@ -165,10 +196,10 @@ class Watcher:
             try:
                 self.channels = await self._all_channels()
             except (OSError, ValueError, KeyError) as exc:
-                self._print(f"{_clock()}  cannot list channels at {self.url}: {exc}", err=True)
+                self._print(f"{self._now()}  cannot list channels at {self.url}: {exc}", err=True)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
-        self._print(f"{_clock()}  watching {', '.join(self.channels)}", err=True)
+        self._print(f"{self._now()}  watching {', '.join(self.channels)}", err=True)
         while True:
             try:
                 async with websockets.connect(self.url, open_timeout=5, max_size=2**24) as conn:
@@ -189,22 +220,25 @@ class Watcher:
                 code = exc.rcvd.code if exc.rcvd else None
             except (TimeoutError, OSError, InvalidHandshake) as exc:
                 code = None
-                self._print(f"{_clock()}  cannot connect to {self.url}: {exc}", err=True)
+                self._print(f"{self._now()}  cannot connect to {self.url}: {exc}", err=True)
             except InvalidURI as exc:
                 self._print(f"feed watch: {exc}", err=True)
                 return 2
             if code is not None and code not in RECONNECT and code != CloseCode.NORMAL:
                 self._print(
-                    f"{_clock()}  the server closed the connection ({code}); stopping", err=True
+                    f"{self._now()}  the server closed the connection ({code}); stopping", err=True
                 )
                 return 1
             delay = min(backoff * (0.5 + random.random()), MAX_BACKOFF)
-            self._print(f"{_clock()}  disconnected; resuming in {delay:.1f} s", err=True)
+            self._print(f"{self._now()}  disconnected; resuming in {delay:.1f} s", err=True)
             await asyncio.sleep(delay)
             backoff = min(backoff * 2, MAX_BACKOFF)
 
     def _handle(self, msg: dict[str, Any]) -> None:
         kind = msg.get("type")
+        venue = msg.get("venue") if kind == "hello" else None
+        if isinstance(venue, dict) and _valid_offsets(venue.get("offsets")):
+            self.offsets = venue["offsets"]
         ch = msg.get("channel")
         if kind in ("snapshot", "event") and isinstance(ch, str):
             last = self.positions.get(ch)
@@ -215,15 +249,17 @@ class Watcher:
                 and (last["epoch"], last["seq"] + 1) != (msg.get("epoch"), seq)
             ):
                 # Never expected from the server; if it happens, ask it to resume from what we have.
-                self._print(f"{_clock()}  {ch}: expected #{last['seq'] + 1}, got #{seq}", err=True)
+                self._print(
+                    f"{self._now()}  {ch}: expected #{last['seq'] + 1}, got #{seq}", err=True
+                )
                 self.resync.add(ch)
                 return
             self.positions[ch] = {"epoch": msg.get("epoch"), "seq": seq}
         if kind == "error":
             self._print(
-                f"{_clock()}  server error {msg.get('code')}: {msg.get('message')}", err=True
+                f"{self._now()}  server error {msg.get('code')}: {msg.get('message')}", err=True
             )
         elif self.raw:
             self._print(orjson.dumps(msg).decode())
-        elif (line := describe(msg)) is not None:
+        elif (line := describe(msg, self.offsets)) is not None:
             self._print(line)

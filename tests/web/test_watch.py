@@ -94,3 +94,15 @@ async def test_watching_everything_follows_rooms_that_appear_later(
             await pub.status("orion", "full")
             wait_for("now also watching room:orion")
             wait_for("room:orion       snapshot #1")
+
+
+def test_times_are_printed_in_venue_time_from_the_servers_offsets() -> None:
+    from web.watch import describe  # noqa: PLC0415
+
+    event = {
+        "type": "event", "channel": "venue", "seq": 3, "kind": "retract",
+        "ts": 1_796_644_800_000, "data": {"id": "a1"},  # 2026-12-07T12:00:00Z
+    }  # fmt: skip
+    line = describe(event, [[0, 60], [1_796_648_400_000, 0]])
+    assert line is not None and line.startswith("13:00:00  venue")
+    assert (describe(event, [[0, -300]]) or "").startswith("07:00:00")
