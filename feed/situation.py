@@ -53,9 +53,9 @@ def shown(state: Mapping[str, Any], now_ms: int) -> Shown:
         session = state.get("session")
         return {"source": OPERATOR, "status": status, "session": session}
     if current is not None:
-        return {"source": PROGRAM, "status": ON, "session": current["id"]}
+        return {"source": PROGRAM, "status": ON, "session": current.get("id")}
     if upcoming is not None and _same_day(now, datetime.fromisoformat(upcoming["start"])):
-        return {"source": PROGRAM, "status": NEXT, "session": upcoming["id"]}
+        return {"source": PROGRAM, "status": NEXT, "session": upcoming.get("id")}
     return {"source": PROGRAM, "status": OVER if sessions else NONE, "session": None}
 
 

@@ -2,8 +2,8 @@
 // an operator changes its rooms' status with one tap, a moderator writes announcements in
 // French, Arabic and English. Each action says whether it reached the feed, or why not: "sent"
 // when the API accepted it, "on screens" when the same change came back through the feed.
-import { FeedClient, inLanguage, pageOptions } from "/static/feed-client.js";
-import { chooseLanguage, setLanguage, t as base } from "/static/i18n.js";
+import { FeedClient, inLanguage, nowAndNext, pageOptions } from "/static/feed-client.js";
+import { chooseLanguage, fill, setLanguage, t as base } from "/static/i18n.js";
 import {
   $, badge, bdi, clockText, connectionBanner, el, keyed, languageButtons, setText,
 } from "/static/ui.js";
@@ -11,6 +11,18 @@ import {
 const TEXT = {
   en: {
     title: "Console", token: "Your token", sign_in: "Sign in", sign_out: "Sign out",
+    signin_help: "Tokens come from whoever runs the feed: {command} prints one on its last line"
+      + " (see “Tokens” in the README).",
+    role_operator: "operator", role_moderator: "moderator", role_admin: "admin", room_arg: "ROOM",
+    err_unauthorized: "This token is unknown or was revoked",
+    err_forbidden: "This token does not allow it", err_not_found: "Not found: already gone?",
+    err_rate_limited: "Too many requests: try again in a moment",
+    err_unavailable: "The feed cannot reach its database: try again shortly",
+    err_invalid: "Refused: a value is not valid ({field})",
+    err_malformed: "Refused: the request could not be read",
+    err_limit: "Refused: over a limit (too long or too many)",
+    err_conflict: "Changed elsewhere at the same moment: try again",
+    err_other: "Error {status}", unreachable: "The server cannot be reached",
     rooms: "Rooms", announce: "Announcements", text_fr: "Text in French",
     text_ar: "Text in Arabic", text_en: "Text in English", audience: "Audience",
     everyone: "Everyone", priority: "Priority", priority_info: "Information",
@@ -21,14 +33,29 @@ const TEXT = {
     sent_plain: "Sent, waiting for the feed…", on_screens_plain: "On the screens",
     failed: "Not sent: {why}", no_text: "Write the text in at least one language",
     not_seen: "Sent, but not seen on the screens yet: check the connection",
-    viewers: "{phones} on phones · {screens} screens", screens: "Screens",
+    viewers_phones: "{n} on phones", viewers_screens: { one: "{n} screen", other: "{n} screens" },
+    screens: "Screens",
     online: "online", offline: "offline, last seen {t}",
     no_screens: "No named screen has connected yet: open a screen with ?screen=NAME in its address",
-    receipts: "On {n} of {total} screens", missing: "not yet: {names}",
+    receipts: { one: "On {shown} of {n} screen", other: "On {shown} of {n} screens" },
+    missing: "not yet: {names}",
     plus5: "+5 min", plus10: "+10 min",
   },
   fr: {
     title: "Console", token: "Votre jeton", sign_in: "Se connecter", sign_out: "Se déconnecter",
+    signin_help: "Les jetons viennent de l'équipe qui fait tourner le flux : {command} en affiche"
+      + " un sur sa dernière ligne (voir « Tokens » dans le README).",
+    role_operator: "opérateur", role_moderator: "modérateur", role_admin: "administrateur",
+    room_arg: "SALLE",
+    err_unauthorized: "Ce jeton est inconnu ou a été révoqué",
+    err_forbidden: "Ce jeton ne le permet pas", err_not_found: "Introuvable : déjà retiré ?",
+    err_rate_limited: "Trop de demandes : réessayez dans un instant",
+    err_unavailable: "Le flux ne joint plus sa base : réessayez bientôt",
+    err_invalid: "Refusé : une valeur n'est pas valable ({field})",
+    err_malformed: "Refusé : la demande est illisible",
+    err_limit: "Refusé : au-delà d'une limite (trop long ou trop nombreux)",
+    err_conflict: "Modifié ailleurs au même moment : réessayez",
+    err_other: "Erreur {status}", unreachable: "Le serveur ne répond pas",
     rooms: "Salles", announce: "Annonces", text_fr: "Texte en français",
     text_ar: "Texte en arabe", text_en: "Texte en anglais", audience: "Public",
     everyone: "Tout le monde", priority: "Priorité", priority_info: "Information",
@@ -39,14 +66,28 @@ const TEXT = {
     sent_plain: "Envoyé, en attente du flux…", on_screens_plain: "Sur les écrans",
     failed: "Non envoyé : {why}", no_text: "Écrivez le texte dans au moins une langue",
     not_seen: "Envoyé, mais pas encore vu sur les écrans : vérifiez la connexion",
-    viewers: "{phones} sur téléphone · {screens} écrans", screens: "Écrans",
+    viewers_phones: "{n} sur téléphone", viewers_screens: { one: "{n} écran", other: "{n} écrans" },
+    screens: "Écrans",
     online: "en ligne", offline: "hors ligne, vu à {t}",
     no_screens: "Aucun écran nommé connecté : ouvrez un écran avec ?screen=NOM dans son adresse",
-    receipts: "Affichée sur {n} des {total} écrans", missing: "pas encore : {names}",
+    receipts: { one: "Affichée sur {shown} de {n} écran", other: "Affichée sur {shown} des {n} écrans" },
+    missing: "pas encore : {names}",
     plus5: "+5 min", plus10: "+10 min",
   },
   ar: {
     title: "لوحة التحكم", token: "رمز الدخول", sign_in: "دخول", sign_out: "خروج",
+    signin_help: "تأتي الرموز من الجهة التي تشغل البث: الأمر {command} يطبع رمزا في سطره الأخير"
+      + " (انظر قسم «Tokens» في README).",
+    role_operator: "مشغل القاعة", role_moderator: "مشرف", role_admin: "مدير", room_arg: "القاعة",
+    err_unauthorized: "هذا الرمز غير معروف أو ألغي",
+    err_forbidden: "هذا الرمز لا يسمح بذلك", err_not_found: "غير موجود: ربما سحب من قبل؟",
+    err_rate_limited: "طلبات كثيرة جدا: أعد المحاولة بعد قليل",
+    err_unavailable: "البث لا يصل إلى قاعدة بياناته: أعد المحاولة بعد قليل",
+    err_invalid: "مرفوض: قيمة غير صالحة ({field})",
+    err_malformed: "مرفوض: تعذرت قراءة الطلب",
+    err_limit: "مرفوض: تجاوز حدا (طويل جدا أو كثير جدا)",
+    err_conflict: "تغير من مكان آخر في اللحظة نفسها: أعد المحاولة",
+    err_other: "خطأ {status}", unreachable: "تعذر الوصول إلى الخادم",
     rooms: "القاعات", announce: "الإعلانات", text_fr: "النص بالفرنسية",
     text_ar: "النص بالعربية", text_en: "النص بالإنجليزية", audience: "الجمهور",
     everyone: "الجميع", priority: "الأولوية", priority_info: "معلومة",
@@ -57,10 +98,20 @@ const TEXT = {
     sent_plain: "أرسل، في انتظار البث…", on_screens_plain: "على الشاشات",
     failed: "لم يرسل: {why}", no_text: "اكتب النص بلغة واحدة على الأقل",
     not_seen: "أرسل، لكنه لم يظهر بعد على الشاشات: تحقق من الاتصال",
-    viewers: "{phones} على الهواتف · {screens} شاشات", screens: "الشاشات",
+    viewers_phones: "{n} على الهواتف",
+    viewers_screens: {
+      zero: "لا شاشة", one: "شاشة واحدة", two: "شاشتان", few: "{n} شاشات", many: "{n} شاشة",
+      other: "{n} شاشة",
+    },
+    screens: "الشاشات",
     online: "متصلة", offline: "غير متصلة، آخر ظهور {t}",
     no_screens: "لم تتصل أي شاشة مسماة بعد: افتح الشاشة مع ?screen=الاسم في عنوانها",
-    receipts: "معروضة على {n} من {total} شاشة", missing: "ليس بعد: {names}",
+    receipts: {
+      zero: "لا شاشة مسماة", one: "معروضة على {shown} من شاشة واحدة",
+      two: "معروضة على {shown} من شاشتين", few: "معروضة على {shown} من {n} شاشات",
+      many: "معروضة على {shown} من {n} شاشة", other: "معروضة على {shown} من {n} شاشة",
+    },
+    missing: "ليس بعد: {names}",
     plus5: "+5 د", plus10: "+10 د",
   },
 };
@@ -82,7 +133,24 @@ const waiting = new Map(); // result element -> a test that the change is on the
 function tr(key, values = {}) {
   const text = TEXT[lang]?.[key] ?? TEXT.en[key];
   if (text === undefined) return base(lang, key, values);
-  return text.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+  return fill(text, lang, values);
+}
+
+// An API refusal, kept as the server's code so it is worded in the reader's language: the
+// server's own message (English) stays in `detail`, for whoever reads the page's source.
+class ApiError extends Error {
+  constructor(code, field, status, detail) {
+    super(detail || code);
+    Object.assign(this, { code, field, status, detail });
+  }
+}
+
+function errorText(error) {
+  if (!(error instanceof ApiError)) return error.message;
+  if (error.code === "unreachable") return tr("unreachable");
+  const key = `err_${error.code}`;
+  if (TEXT.en[key] === undefined) return tr("err_other", { status: error.status });
+  return tr(key, { field: error.field || "—" });
 }
 
 let pending = ""; // a token being tried, saved on this device only once it works
@@ -101,10 +169,13 @@ async function api(method, path, body) {
   try {
     answer = await fetch(path, { method, headers, body: body && JSON.stringify(body) });
   } catch {
-    throw new Error(base(lang, "offline", { t: "" }).split(":")[0]);
+    throw new ApiError("unreachable", null, 0, "");
   }
   const data = answer.status === 204 ? {} : await answer.json().catch(() => ({}));
-  if (!answer.ok) throw new Error(data.error?.message || `${answer.status}`);
+  if (!answer.ok) {
+    const { code, field, message } = data.error || {};
+    throw new ApiError(code || "", field || null, answer.status, message || "");
+  }
   return data;
 }
 
@@ -122,7 +193,8 @@ async function act(result, send, onScreens) {
     waiting.set(result, { test: onScreens(done), label: done.seq, since: Date.now() });
     settle();
   } catch (error) {
-    report(result, "failed", "failed", { why: error.message });
+    report(result, "failed", "failed", { why: errorText(error) });
+    if (error.detail) result.dataset.detail = error.detail;
   }
 }
 
@@ -144,6 +216,15 @@ function shows(channel, id) {
   return (feed.state(channel).announcements || []).some((a) => a.id === id);
 }
 
+// The session a status is about, so that it stops holding once that session is over and the
+// next one inherits nothing (docs/protocol.md, "What a room shows"): the one on now, else the
+// next one; "ended" names only a session still on, else it is the room's, until the next starts.
+function sessionFor(status, state, delay) {
+  const { now, next } = nowAndNext(state.sessions, feed.now(), delay);
+  if (status === "ended") return now ? now.id : null;
+  return (now || next)?.id ?? null;
+}
+
 function roomPanel(room) {
   const channel = `room:${room.id}`;
   const box = el("div", null, { class: "room", "data-room": room.id });
@@ -161,6 +242,7 @@ function roomPanel(room) {
       const body = special.delayed
         ? { status: "delayed", delay_min: Math.min(1440, (state.delay || 0) + special.delayed) }
         : { status: key, delay_min: key === "ended" || key === "cancelled" ? 0 : state.delay || 0 };
+      body.session = sessionFor(body.status, state, body.delay_min);
       act(result, () => api("POST", `/api/rooms/${encodeURIComponent(room.id)}/status`, body),
         (done) => () => (feed.states.get(done.channel)?.seq ?? -1) >= done.seq);
     });
@@ -169,9 +251,10 @@ function roomPanel(room) {
   const viewers = el("p", null, { class: "viewers" });
   box.append(heading, viewers, buttons, result);
   box.render = () => {
-    badge(status, feed.state(channel), lang);
+    badge(status, feed.state(channel), lang, feed);
     const here = watch.presence[room.id] || {};
-    setText(viewers, tr("viewers", { phones: here.phone || 0, screens: here.screen || 0 }));
+    setText(viewers, `${tr("viewers_phones", { n: here.phone || 0 })} · ${
+      tr("viewers_screens", { n: here.screen || 0 })}`);
   };
   return box;
 }
@@ -215,7 +298,7 @@ function renderCurrent() {
   for (const line of $("current").querySelectorAll("[data-receipts]")) {
     const r = watch.receipts.get(line.dataset.receipts);
     if (!r) continue;
-    const text = tr("receipts", { n: r.shown.length, total: r.screens });
+    const text = tr("receipts", { shown: r.shown.length, n: r.screens });
     setText(line, r.missing.length ? `${text} · ${tr("missing", { names: r.missing.join(", ") })}`
       : text);
     line.dataset.complete = String(!r.missing.length);
@@ -255,10 +338,49 @@ async function refreshWatch() {
   render();
 }
 
+// Who is signed in, with the role in the reader's language.
+function renderWho() {
+  if (!me) return;
+  const signOut = el("button", tr("sign_out"), { type: "button" });
+  signOut.addEventListener("click", () => { localStorage.removeItem("feed-token"); location.reload(); });
+  const role = TEXT.en[`role_${me.role}`] === undefined ? me.role : tr(`role_${me.role}`);
+  $("who").replaceChildren(bdi(`${me.name || me.id} · ${role}`), " ", signOut);
+}
+
+// Where tokens come from, with the command as code, left to right in every language.
+function signinHelp() {
+  const [before, after = ""] = tr("signin_help").split("{command}");
+  const command = el("code", `feed token create --role operator --room ${tr("room_arg")}`,
+    { dir: "ltr" });
+  $("signin-help").replaceChildren(before, command, after);
+}
+
+// Who an announcement is for, in the reader's language; the boxes ticked stay ticked.
+function renderAudience() {
+  if (!me || me.role === "operator") return;
+  const ticked = new Set([...$("audience").querySelectorAll("input:checked")].map((i) => i.value));
+  const first = !$("audience").children.length;
+  const everyone = el("label");
+  const all = el("input", null, { type: "checkbox", name: "everyone", value: "everyone" });
+  all.defaultChecked = true; // what the form goes back to once an announcement is sent
+  all.checked = first || ticked.has("everyone");
+  everyone.append(all, tr("everyone"));
+  $("audience").replaceChildren(everyone, ...rooms.map((r) => {
+    const label = el("label");
+    const box = el("input", null, { type: "checkbox", name: "room", value: r.id });
+    box.checked = ticked.has(r.id);
+    label.append(box, bdi(r.name));
+    return label;
+  }));
+}
+
 function renderTexts() {
   document.title = tr("title");
   $("title").textContent = tr("title");
   $("token-label").textContent = tr("token");
+  signinHelp();
+  renderWho();
+  renderAudience();
   $("signin-button").textContent = tr("sign_in");
   $("rooms-title").textContent = tr("rooms");
   $("announce-title").textContent = tr("announce");
@@ -287,7 +409,7 @@ async function signIn() {
     pending = "";
     $("signin").hidden = false;
     $("work").hidden = true;
-    $("signin-error").textContent = error.message;
+    $("signin-error").textContent = errorText(error);
     $("token").focus();
     return;
   }
@@ -297,23 +419,14 @@ async function signIn() {
   $("work").hidden = false;
   $("title").tabIndex = -1;
   $("title").focus();
-  const signOut = el("button", tr("sign_out"), { type: "button" });
-  signOut.addEventListener("click", () => { localStorage.removeItem("feed-token"); location.reload(); });
-  $("who").replaceChildren(bdi(`${me.name || me.id} · ${me.role}`), " ", signOut);
+  renderWho();
   const program = await fetch("/api/schedule").then((a) => (a.ok ? a.json() : { rooms: [] }));
   const known = program.rooms.length ? program.rooms : me.rooms.map((id) => ({ id, name: id }));
   rooms = me.role === "operator" ? known.filter((r) => me.rooms.includes(r.id)) : known;
   $("rooms").replaceChildren(...rooms.map(roomPanel));
   if (me.role !== "operator") {
     $("announce-panel").hidden = false;
-    const everyone = el("label");
-    const all = el("input", null, { type: "checkbox", name: "everyone", checked: "" });
-    everyone.append(all, tr("everyone"));
-    $("audience").replaceChildren(everyone, ...rooms.map((r) => {
-      const label = el("label");
-      label.append(el("input", null, { type: "checkbox", name: "room", value: r.id }), bdi(r.name));
-      return label;
-    }));
+    renderAudience();
   }
   feed = new FeedClient(["venue", ...rooms.map((r) => `room:${r.id}`)], pageOptions("console"));
   feed.addEventListener("change", render);

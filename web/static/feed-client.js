@@ -87,6 +87,57 @@ export function nowAndNext(sessions, nowMs, delayMin) {
   return { now, next };
 }
 
+// What a room shows at `nowMs`: the operator's status while it holds, else what the program
+// says (on, next, over, none). The same rule as feed/situation.py, which gives snapshots their
+// `shown`; pages compute it again every second since time passes between events. Both are
+// checked against tests/feed/situation-cases.json; docs/protocol.md ("What a room shows").
+export function shown(state, nowMs) {
+  const delay = Number.isInteger(state.delay) ? state.delay : 0;
+  let sessions = Array.isArray(state.sessions) ? state.sessions : [];
+  // One session that cannot be placed in time and the server reads none: so do we.
+  if (!sessions.every(placeable)) sessions = [];
+  const { now, next } = nowAndNext(sessions, nowMs, delay);
+  const status = typeof state.status === "string" ? state.status : null;
+  if (status !== null && holds(status, state.session, sessions, delay, now, nowMs)) {
+    return { source: "operator", status, session: state.session ?? null };
+  }
+  if (now) return { source: "program", status: "on", session: now.id ?? null };
+  if (next && venueDay(next.startMs, next.start) === venueDay(nowMs, next.start)) {
+    return { source: "program", status: "next", session: next.id ?? null };
+  }
+  return { source: "program", status: sessions.length ? "over" : "none", session: null };
+}
+
+const ISO_OFFSET = /(?:([+-])(\d{2}):?(\d{2})|Z)$/i;
+
+function placeable(s) {
+  return Boolean(s) && typeof s.start === "string" && typeof s.end === "string"
+    && ISO_OFFSET.test(s.start) && ISO_OFFSET.test(s.end)
+    && Number.isFinite(Date.parse(s.start)) && Number.isFinite(Date.parse(s.end));
+}
+
+function holds(status, sessionId, sessions, delay, now, nowMs) {
+  const named = typeof sessionId === "string" ? sessions.find((s) => s.id === sessionId) : null;
+  if (named) {
+    const start = Date.parse(named.start) + delay * 60_000;
+    const end = Date.parse(named.end) + delay * 60_000;
+    if (end <= nowMs) return false; // its session is over: the next one inherits nothing
+    if (start > nowMs) return now === null; // about a later session: not while another is on
+    return status !== "upcoming"; // its session has begun
+  }
+  if (!sessions.length) return true; // nothing in the program to contradict it
+  if (status === "upcoming" || status === "ended") return now === null;
+  return true; // about the room, not a session: until the operator says otherwise
+}
+
+// The venue's day of `ms`, read with the UTC offset the program gives `iso` (sessions carry
+// the venue's offset at their own instant), as a day count.
+function venueDay(ms, iso) {
+  const m = ISO_OFFSET.exec(iso);
+  const offset = m && m[1] ? (m[1] === "-" ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3])) : 0;
+  return Math.floor((ms + offset * 60_000) / 86_400_000);
+}
+
 // A text for a reader of `lang`: their language, then English, French, Arabic, then any.
 export function inLanguage(value, lang) {
   if (value === null || value === undefined) return "";

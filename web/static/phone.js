@@ -1,12 +1,17 @@
 // The attendees' page for phones: /. Every room's now and next, live; filters by track and
 // language; favourite sessions kept on the phone (no account); the announcements; what changed
 // (delays, moves, cancellations). Works offline with the last state it saw.
-import { FeedClient, inLanguage, nowAndNext, pageOptions } from "/static/feed-client.js";
+import { FeedClient, inLanguage, nowAndNext, pageOptions, shown } from "/static/feed-client.js";
 import { chooseLanguage, setLanguage, t as base } from "/static/i18n.js";
 import {
   $, announcementItems, bdi, clockText, connectionBanner, el, emergencyOverlay, guarded,
-  keyed, languageButtons, ltr, minutes, roomHeading, sessionMeta, sessionTitle, setText,
+  keyed, languageButtons, ltr, minutes, roomHeading, sessionMeta, sessionTitle, setText, statusText,
 } from "/static/ui.js";
+
+// Operator statuses that stop the session on now: its row says so instead of the time left.
+const NOT_ON = new Set(["ended", "cancelled", "moved"]);
+// Operator statuses the "what changed" list reports, while they hold.
+const NEWS = new Set(["delayed", "cancelled", "moved"]);
 
 const TEXT = {
   en: { all_tracks: "All tracks", all_languages: "All languages", track: "Track",
@@ -85,10 +90,13 @@ function roomCard(room, now) {
   const filtering = $("track").value || $("language").value || $("favourites-only").checked;
   if (filtering && !shown.length) return null;
   const card = el("article", null, { class: "card", "data-room": room.id });
-  card.append(roomHeading(state.name || room.name, state, lang));
+  card.append(roomHeading(state.name || room.name, state, lang, feed));
   if (current && wanted(current)) {
-    card.append(sessionRow(current, base(lang, "now"),
-      base(lang, "left_min", { n: minutes(current.endMs - now) })));
+    const outcome = shown(state, now);
+    const stopped = outcome.source === "operator" && outcome.session === current.id
+      && NOT_ON.has(outcome.status);
+    card.append(sessionRow(current, base(lang, "now"), stopped ? statusText(state, lang)
+      : base(lang, "left_min", { n: minutes(current.endMs - now) })));
   }
   if (next && wanted(next)) {
     card.append(sessionRow(next, base(lang, "next"),
@@ -97,14 +105,15 @@ function roomCard(room, now) {
   return card;
 }
 
-function changeItems() {
+function changeItems(now) {
   const items = [];
   for (const room of program.rooms) {
     const state = feed.state(`room:${room.id}`);
-    if (["delayed", "cancelled", "moved"].includes(state.status)) {
+    // Only while the status holds: a delay of a session long over is no news.
+    const outcome = shown(state, now);
+    if (outcome.source === "operator" && NEWS.has(outcome.status)) {
       const item = el("li");
-      item.append(el("span", base(lang, `status_${state.status}`,
-        { n: state.delay || 0, room: state.moved_to || "" }), { class: "kind" }), " ", bdi(room.name));
+      item.append(el("span", statusText(state, lang), { class: "kind" }), " ", bdi(room.name));
       items.push(item);
     }
   }
@@ -157,7 +166,7 @@ function render() {
     },
     () => {
       setText($("changes-label"), tr("changes"));
-      const items = changeItems();
+      const items = changeItems(now);
       keyed($("changes"), JSON.stringify([lang, items.map((i) => i.textContent)]), () => items);
     },
   );

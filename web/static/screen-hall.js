@@ -28,7 +28,7 @@ function card(room, now) {
   const state = feed.state(`room:${room.id}`);
   const time = (ms) => clockText(feed, lang, ms);
   const box = el("article", null, { class: "card", "data-room": room.id });
-  box.append(roomHeading(state.name || room.name, state, lang));
+  box.append(roomHeading(state.name || room.name, state, lang, feed));
   const { now: current, next } = nowAndNext(state.sessions, now, state.delay);
   if (current) {
     box.append(el("p", t(lang, "now"), { class: "label" }),

@@ -3,8 +3,12 @@ import { FeedClient, nowAndNext, pageOptions } from "/static/feed-client.js";
 import { chooseLanguage, setLanguage, t } from "/static/i18n.js";
 import {
   $, announcementItems, badge, bdi, clockText, connectionBanner, el, emergencyOverlay, guarded,
-  keyed, languageButtons, ltr, minutes, sessionBlock, setText,
+  keyed, languageButtons, ltr, minutes, sessionBlock, setText, statusText,
 } from "/static/ui.js";
+
+// Operator statuses that say the session on now is not going on as the program has it: beside
+// it, "N minutes left" would contradict the badge, so its line says the status instead.
+const NOT_ON = new Set(["ended", "cancelled", "moved"]);
 
 function roomOfPath() {
   try {
@@ -27,24 +31,29 @@ function render() {
   const state = feed.state(channel);
   const now = feed.now();
   const time = (ms) => clockText(feed, lang, ms);
+  let outcome = null;
   guarded(
     () => connectionBanner($("connection"), feed, lang),
     () => {
       setText($("clock"), time(now));
       $("clock").dateTime = new Date(now).toISOString();
+      $("clock").setAttribute("aria-label", t(lang, "clock"));
     },
     () => {
       const name = known() ? state.name || room : t(lang, "unknown_room");
       document.title = name;
       keyed($("room"), name, () => [bdi(name)]);
-      badge($("status"), state, lang);
+      outcome = badge($("status"), state, lang, feed);
     },
     () => {
       const { now: current, next } = nowAndNext(state.sessions, now, state.delay);
       setText($("now-label"), t(lang, "now"));
       setText($("next-label"), t(lang, "next"));
-      const nowText = current && `${ltr(`${time(current.startMs)}–${time(current.endMs)}`)} · ${
-        t(lang, "left_min", { n: minutes(current.endMs - now) })}`;
+      const stopped = current && outcome?.source === "operator" && outcome.session === current.id
+        && NOT_ON.has(outcome.status);
+      const span = current && ltr(`${time(current.startMs)}–${time(current.endMs)}`);
+      const nowText = current && `${span} · ${stopped ? statusText(state, lang)
+        : t(lang, "left_min", { n: minutes(current.endMs - now) })}`;
       keyed($("now"), JSON.stringify([lang, current, nowText]), () => [current
         ? sessionBlock(current, lang, nowText)
         : el("p", t(lang, "nothing_now"), { class: "empty" })]);
@@ -57,10 +66,10 @@ function render() {
     () => {
       const notes = feed.announcements(known() ? [channel, "venue"] : ["venue"]);
       const emergency = notes.find((a) => a.priority === "emergency");
-      const shown = notes.filter((a) => a !== emergency);
+      const others = notes.filter((a) => a !== emergency);
       setText($("announcements-label"), t(lang, "announcements"));
-      keyed($("announcements"), JSON.stringify([lang, shown.map((a) => [a.id, a.text])]),
-        () => announcementItems(shown, lang));
+      keyed($("announcements"), JSON.stringify([lang, others.map((a) => [a.id, a.text])]),
+        () => announcementItems(others, lang));
       emergencyOverlay($("emergency"), emergency, lang);
       if (emergency) feed.ack(emergency.id); // on display: tell the console
     },

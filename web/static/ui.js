@@ -1,6 +1,6 @@
 // Rendering helpers shared by the pages. Every text from operators, moderators or the imported
 // program goes through textContent: it is shown, never parsed as HTML.
-import { inLanguage } from "/static/feed-client.js";
+import { inLanguage, nowAndNext, shown } from "/static/feed-client.js";
 import { LANGUAGES, setLanguage, t } from "/static/i18n.js";
 
 export const $ = (id) => document.getElementById(id);
@@ -82,7 +82,8 @@ export function sessionTitle(session, lang) {
   return inLanguage(titles || session.title, lang);
 }
 
-// Whole minutes from now until `ms` away, never negative: "10 min left", "in 5 min".
+// Whole minutes from now until `ms` away, never negative: "10 minutes left", "in 5 minutes"
+// (i18n.js words the count with the language's plural rules).
 export function minutes(ms) {
   return Math.max(0, Math.ceil(ms / 60_000));
 }
@@ -110,29 +111,61 @@ export function sessionBlock(session, lang, whenText) {
   return box;
 }
 
-// A room's card heading: its name and its status badge.
-export function roomHeading(name, state, lang) {
+// A room's card heading: its name and what the room shows (see badge).
+export function roomHeading(name, state, lang, feed) {
   const heading = el("h2");
   heading.append(bdi(name));
   const status = el("span", null, { class: "badge" });
-  badge(status, state, lang);
+  badge(status, state, lang, feed);
   heading.append(status);
   return heading;
 }
 
+// The operator's status in words ("" before any).
 export function statusText(state, lang) {
   if (!state.status) return "";
   return t(lang, `status_${state.status}`, { n: state.delay || 0, room: state.moved_to || "" });
 }
 
-export function badge(node, state, lang) {
-  setText(node, statusText(state, lang));
-  node.hidden = !state.status;
-  if (state.status) node.dataset.status = state.status;
+// What the program says of the room (`outcome` from shown() with source "program"): on now,
+// next at HH:MM, over for today, nothing scheduled; and the room's delay, which still shifts it.
+export function programText(outcome, state, lang, feed, nowMs) {
+  const delay = Number.isInteger(state.delay) ? state.delay : 0;
+  let text = t(lang, `shown_${outcome.status}`);
+  if (outcome.status === "next") {
+    const { next } = nowAndNext(state.sessions, nowMs, delay);
+    text = t(lang, "shown_next", { t: ltr(clockText(feed, lang, next ? next.startMs : nowMs)) });
+  }
+  if (delay > 0 && (outcome.status === "on" || outcome.status === "next")) {
+    text += ` · ${t(lang, "late_by", { n: delay })}`;
+  }
+  return text;
+}
+
+// The room's badge: the operator's status while it holds (feed-client.js `shown`, the rule of
+// docs/protocol.md), else the program's word for the room, behind a label that says so: a
+// screen never shows an empty pill, nor a status its own "now" contradicts. Never faded: the
+// label marks it, at full contrast.
+export function badge(node, state, lang, feed) {
+  const now = feed.now();
+  const outcome = shown(state, now);
+  const fromProgram = outcome.source === "program";
+  const text = fromProgram ? programText(outcome, state, lang, feed, now) : statusText(state, lang);
+  const label = fromProgram ? t(lang, "by_program") : "";
+  keyed(node, JSON.stringify([label, text]), () => (fromProgram
+    ? [el("span", label, { class: "source" }), " · ", el("span", text, { class: "text" })]
+    : [text]));
+  node.hidden = false;
+  node.dataset.source = outcome.source;
+  node.dataset.status = outcome.status;
+  if (outcome.session === null) delete node.dataset.session;
+  else node.dataset.session = outcome.session;
+  return outcome;
 }
 
 // The language buttons; `changed(lang)` re-renders the page.
 export function languageButtons(container, current, changed) {
+  container.setAttribute("aria-label", t(current, "language"));
   container.replaceChildren(...Object.entries(LANGUAGES).map(([code, name]) => {
     const button = el("button", name, {
       type: "button", lang: code, "aria-pressed": String(code === current),
