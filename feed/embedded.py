@@ -195,6 +195,7 @@ class EmbeddedRedis:
         self.data_dir = data_dir.resolve()
         self.process: RedisProcess | None = None
         self._lock: IO[str] | None = None
+        self._failing = False  # a restart failed: said once, tried again quietly
 
     @property
     def url_file(self) -> Path:
@@ -257,6 +258,34 @@ class EmbeddedRedis:
             " stop it, or use another --data-dir"
         )
 
+    def revive(self) -> bool:
+        """Start the owned redis-server again if it died (killed, crashed, out of memory): from
+        its append-only file, on the same socket or port, so every client finds it where it
+        was. Says so once per death; a failed start is tried again at the next call. Returns
+        whether Redis is running. Call it on the main thread (see `RedisProcess.start`)."""
+        process = self.process
+        if process is None or process.proc is None:
+            return False
+        if process.proc.poll() is None:
+            self._failing = False
+            return True
+        if not self._failing:
+            log.warning(
+                "the embedded redis-server exited with status %s; starting it again from its"
+                " append-only file",
+                process.proc.returncode,
+            )
+        try:
+            process.start()
+        except Unavailable as exc:
+            if not self._failing:
+                log.error("the embedded Redis did not start again (retrying): %s", exc.message)
+            self._failing = True
+            return False
+        log.info("the embedded Redis is back, in %s", self.data_dir)
+        self._failing = False
+        return True
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
@@ -273,3 +302,19 @@ def discover(data_dir: Path) -> str | None:
     except OSError:
         return None
     return url if url and ping(url) else None
+
+
+def owned(data_dir: Path) -> bool:
+    """Whether a running `feed serve` owns the embedded Redis of `data_dir` (holds its lock),
+    whether or not that Redis answers right now."""
+    try:
+        lock = (data_dir / "redis.lock").open("r")
+    except OSError:
+        return False
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return False

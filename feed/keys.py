@@ -8,6 +8,7 @@ Redis, for the venue:
 - `feed:program`: hash with the imported program (`json`), its `etag`, and `rooms` (the JSON
   map of room names to ids, kept across re-imports so ids stay stable);
 - `feed:program:import`: held while an import runs, so imports do not interleave;
+- `feed:program:follow`: what `feed schedule follow` says of itself (JSON, expires when it stops);
 - `feed:tokens`: hash of token id -> token record (JSON, with the secret's hash only);
 - `feed:announcements`: hash of announcement id -> where it was posted (JSON);
 - `feed:expiries`: sorted set of "<channel> <announcement id>" by expiry time (Unix ms);
@@ -108,6 +109,7 @@ def log_key(ch: str) -> str:
 META_PATTERN = "feed:{*}:meta"
 PROGRAM = "feed:program"
 IMPORT_LOCK = "feed:program:import"
+FOLLOW = "feed:program:follow"  # publisher.follow's state, read by /metrics and the console
 TOKENS = "feed:tokens"
 ANNOUNCEMENTS = "feed:announcements"
 CALENDAR = "feed:calendar"  # hash: session id -> its calendar entry (feed.calendar)

@@ -80,7 +80,10 @@ def _convert(name: str, value: Any, source: str) -> Any:
         if kind == "int":
             if isinstance(value, bool) or not isinstance(value, int | str):
                 raise ValueError("expected a whole number")
-            number = int(value)
+            try:
+                number = int(value)
+            except ValueError:  # Python's "invalid literal for int() with base 10" says less
+                raise ValueError("expected a whole number") from None
             if number < (0 if name in ZERO_ALLOWED else 1) or (name == "port" and number > 65535):
                 raise ValueError(f"{number} is out of range")
             return number

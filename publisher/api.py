@@ -205,12 +205,59 @@ class Publisher:
 
     # ---- the program ----------------------------------------------------------------------
 
+    async def check_rooms(self, rooms: Iterable[str], *, field: str = "room") -> None:
+        """Once a program is imported, every room named must be one of its rooms: NotFound
+        otherwise, saying where they are listed (before any import, any valid id goes)."""
+        named = [keys.room_id(r) for r in rooms]
+        known = await self._bus.program_rooms()
+        if known is None:
+            return
+        for room in named:
+            if room not in known:
+                raise NotFound(
+                    f"no room {room!r} in the program (GET /api/schedule lists its rooms:"
+                    f" {', '.join(sorted(known)[:8])}{', ...' if len(known) > 8 else ''})",
+                    field=field,
+                )
+
+    async def status_of_program_room(
+        self,
+        room: str,
+        status: str,
+        *,
+        delay: int = 0,
+        session: str | None = None,
+        moved_to: str | None = None,
+    ) -> Published:
+        """`status`, as people publish it: the room and a `moved` room's destination must be
+        rooms of the program (once one is imported), and `moved` names its destination."""
+        if status == models.Status.MOVED and moved_to is None:
+            raise InvalidMessage(
+                "a room 'moved' needs the room it moved to (--to ROOM, or moved_to)",
+                field="moved_to",
+            )
+        await self.check_rooms([room])
+        if moved_to is not None:
+            try:
+                await self.check_rooms([moved_to], field="moved_to")
+            except NotFound as exc:
+                raise InvalidMessage(exc.message, field="moved_to") from None
+        return await self.status(room, status, delay=delay, session=session, moved_to=moved_to)
+
     async def import_program(
-        self, data: bytes, *, source: str, venue_zone: str | None = None, title: str | None = None
+        self,
+        data: bytes,
+        *,
+        source: str,
+        venue_zone: str | None = None,
+        title: str | None = None,
+        strict: bool = False,
     ) -> dict[str, Any]:
         """Import a program export (frab XML, schedule.json, pretalx widget JSON).
 
-        A broken file raises InvalidMessage and changes nothing. Otherwise every room channel
+        Entries with one sensible reading are repaired and unusable ones skipped, both listed in
+        the answer's `report` (`strict`: refused instead, see publisher.importers). A broken
+        file raises InvalidMessage and changes nothing. Otherwise every room channel
         whose name or sessions differ from the new program gets a `program` event, the program
         is stored (GET /api/schedule), and `venue` gets a `schedule` event with what changed.
         What is published is decided from what each channel holds now, so importing the same
@@ -219,19 +266,22 @@ class Publisher:
         """
         from publisher import importers  # noqa: PLC0415 - only imports need the parsers
 
-        raw_old, _, known = await self._bus.program()
-        new = await asyncio.to_thread(
-            importers.parse,
-            data,
-            source=source,
-            venue_zone=venue_zone,
-            known_rooms=known,
-            title=title,
-        )
         if not await self._bus.remember(keys.IMPORT_LOCK, b"1", IMPORT_LOCK_TTL, first=True):
             raise Conflict("another import is running; try again in a moment")
         try:
-            return await self._import(new, raw_old, known, source)
+            # Read under the lock: the room ids it assigns must not race another import's.
+            raw_old, _, known = await self._bus.program()
+            imported = await asyncio.to_thread(
+                importers.read,
+                data,
+                source=source,
+                venue_zone=venue_zone,
+                known_rooms=known,
+                title=title,
+                strict=strict,
+            )
+            result = await self._import(imported.program, raw_old, known, source)
+            return {**result, "report": imported.report.to_json()}
         finally:
             await self._bus.forget(keys.IMPORT_LOCK)
 
@@ -240,6 +290,7 @@ class Publisher:
     ) -> dict[str, Any]:
         old_json = orjson.loads(raw_old) if raw_old else None
         old = program.Program.from_json(old_json) if old_json else None
+        zones = program.zone_changed(old, new)
         new_json = new.to_json(new.conference.timezone or "UTC")
         raw = orjson.dumps(new_json)
         etag = hashlib.sha256(raw).hexdigest()[:20]
@@ -253,8 +304,9 @@ class Publisher:
                 raise InvalidMessage(f"{source}: room {channel}: {exc.message}") from None
         for channel, event_data in events:
             held = (await self._bus.sync(channel)).state
-            wanted = event_data["room"]["name"], event_data["sessions"]
-            if (held.get("name"), held.get("sessions")) != wanted:
+            room = event_data["room"]
+            wanted = room["name"], room["names"], event_data["sessions"]
+            if (held.get("name"), held.get("names") or {}, held.get("sessions")) != wanted:
                 await self.publish(channel, Kind.PROGRAM, event_data)
         await self._bus.save_program(raw, etag, rooms, [room.id for room in new.rooms])
         # Calendars: new sessions, changed ones with a higher SEQUENCE, vanished ones cancelled.
@@ -276,6 +328,9 @@ class Publisher:
             "rooms": len(new.rooms),
             "sessions": len(new.sessions),
             "changes": changes,
+            # The zone alone changed (the file read again with the venue's): the printed times
+            # are the same, so no session counts as retimed; said here, once.
+            "zone_changed": {"old": zones[0], "new": zones[1]} if zones else None,
         }
 
     @staticmethod
@@ -285,6 +340,7 @@ class Publisher:
         """The `program` event each room channel should hold: the program's rooms with their
         sessions, and rooms of earlier imports no longer in it with none."""
         names = {r["id"]: r["name"] for r in new["rooms"]}
+        languages = {r["id"]: r["names"] for r in new["rooms"]}
         sessions: dict[str, list[dict[str, Any]]] = {room: [] for room in names}
         for session in new["sessions"]:
             sessions[session["room"]].append(program.compact(session))
@@ -295,7 +351,12 @@ class Publisher:
         events = []
         for room in [*names, *(r for r in every_room if r not in names)]:
             data = {
-                "room": {"id": room, "name": names.get(room), "in_program": room in names},
+                "room": {
+                    "id": room,
+                    "name": names.get(room),
+                    "names": languages.get(room, {}),
+                    "in_program": room in names,
+                },
                 "sessions": sessions.get(room, []),
                 "changes": touching.get(room, [])[:MAX_CHANGES_PER_EVENT],
             }

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from feed import embedded, logs, models, zones
+from feed import embedded, keys, logs, models, zones
 from feed.errors import ConfigError, FeedError, InvalidMessage, NotFound, Unavailable
+from feed.program import zone_info
 from feed.settings import LOG_LEVELS, Settings, load, load_with_sources
 from publisher import tokens
 from publisher.tokens import Role
@@ -26,10 +27,13 @@ EXIT_INVALID = 2
 MAX_LISTED = 20  # changes listed after an import
 
 
+MAX_NOTES = 5  # repairs and skips listed after an import (all are counted)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_INVALID, f"{self.prog}: {message}\n")
+        # One line, as every other refusal: the usage block buries what is wrong.
+        self.exit(EXIT_INVALID, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -46,9 +50,18 @@ def _program_and_people(sub: Any) -> None:
         "import", help="import a frab XML, schedule.json or pretalx widget JSON export"
     )
     imp.add_argument("file", type=Path)
-    imp.add_argument("--zone", dest="venue_zone", help="the venue's IANA time zone")
-    imp.add_argument("--title", help="the conference's name, for formats that do not give it")
-    _common(imp)
+    _import_options(imp)
+    follow = what_schedule.add_parser(
+        "follow", help="fetch the program from the conference tool's URL and keep it current"
+    )
+    follow.add_argument(
+        "url", help="the public export, e.g. https://.../schedule/export/schedule.json"
+    )
+    follow.add_argument(
+        "--every", type=float, default=300.0, help="seconds between fetches (default 300)"
+    )
+    follow.add_argument("--log-level", choices=LOG_LEVELS)
+    _import_options(follow)
 
     token = sub.add_parser("token", help="tokens for operators, moderators and admins")
     what_token = token.add_subparsers(dest="what", required=True, parser_class=_Parser)
@@ -61,6 +74,19 @@ def _program_and_people(sub: Any) -> None:
     revoke = what_token.add_parser("revoke", help="revoke a token at once")
     revoke.add_argument("id", help="the token's id, as `feed token list` shows it")
     _common(revoke)
+
+
+def _import_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--zone",
+        dest="venue_zone",
+        help="the venue's IANA time zone (needed when the file names none)",
+    )
+    p.add_argument("--title", help="the conference's name, for formats that do not give it")
+    p.add_argument(
+        "--strict", action="store_true", help="refuse the file instead of repairing or skipping"
+    )
+    _common(p)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -126,13 +152,20 @@ def parser() -> argparse.ArgumentParser:
 
     _program_and_people(sub)
     watch = sub.add_parser("watch", help="print a channel's snapshot and live events")
-    watch.add_argument("channels", nargs="*", help="venue, room:<id>, ... (default: all)")
+    watch.add_argument(
+        "channels", nargs="*", help="venue, room:<id> or a room id, ... (default: all)"
+    )
     watch.add_argument("--url", default="http://127.0.0.1:8080", help="the feed server")
     watch.add_argument("--json", action="store_true", help="print raw messages as JSON lines")
     return top
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    if getattr(args, "venue_zone", None):
+        try:
+            zone_info(args.venue_zone)
+        except InvalidMessage as exc:  # named as the user typed it, not as the setting is
+            raise InvalidMessage(f"--zone: {exc.message}") from None
     return {k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__}
 
 
@@ -186,10 +219,16 @@ def _redis_url(settings: Settings) -> str:
     if settings.redis_url:
         return settings.redis_url
     url = embedded.discover(settings.data_dir)
+    if url is None and embedded.owned(settings.data_dir):
+        raise Unavailable(
+            f"the feed serve in {settings.data_dir.resolve()} is running, but its embedded Redis"
+            " does not answer: it starts it again within seconds; try again in a moment"
+        )
     if url is None:
         raise Unavailable(
             f"no running `feed serve` with an embedded Redis in {settings.data_dir.resolve()};"
-            " start one from this folder, or pass --redis-url (or set FEED_REDIS_URL)"
+            " start one from this folder, pass the folder it keeps its Redis in with --data-dir"
+            " (the demo's: --data-dir var-demo), or --redis-url (or set FEED_REDIS_URL)"
         )
     return url
 
@@ -199,7 +238,7 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> str:
 
     async with Publisher(_redis_url(settings), history=settings.history) as pub:
         if args.what == "status":
-            done = await pub.status(
+            done = await pub.status_of_program_room(
                 args.room,
                 args.status,
                 delay=args.delay,
@@ -210,6 +249,11 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> str:
                 f" +{args.delay} min" if args.delay else ""
             )
         if args.what == "announce":
+            if args.expires is not None and not args.expires > 0:
+                raise InvalidMessage(
+                    f"--expires is in minutes and must be over 0, not {args.expires:g}"
+                )
+            await pub.check_rooms(args.room)
             expires = args.expires * 60 if args.expires is not None else None
             data = await pub.announce(
                 args.text, rooms=args.room, priority=args.priority, expires_in=expires
@@ -221,6 +265,8 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> str:
 
 
 async def _schedule(args: argparse.Namespace, settings: Settings) -> str:
+    if args.what == "follow":
+        return await _follow(args, settings)
     try:
         data = args.file.read_bytes()
     except OSError as exc:
@@ -229,19 +275,78 @@ async def _schedule(args: argparse.Namespace, settings: Settings) -> str:
 
     async with Publisher(_redis_url(settings), history=settings.history) as pub:
         result = await pub.import_program(
-            data, source=str(args.file), venue_zone=settings.venue_zone, title=args.title
+            data,
+            source=str(args.file),
+            venue_zone=settings.venue_zone,
+            title=args.title,
+            strict=args.strict,
         )
+    return _import_summary(result)
+
+
+def _import_summary(result: dict[str, Any]) -> str:
+    """The summary line (its form is a contract), what was repaired or skipped, a zone change,
+    then the first changes."""
     conference = result["conference"]
     lines = [
         f"imported {conference['title']} ({conference['timezone']}): {result['rooms']} rooms,"
         f" {result['sessions']} sessions; {len(result['changes'])} changes since the last import"
     ]
+    report = result["report"]
+    for count, notes, verb in (
+        (report["repaired"], report["repairs"], "repaired"),
+        (report["skipped"], report["skips"], "skipped"),
+    ):
+        if count:
+            lines.append(f"{verb} {count} {'entry' if count == 1 else 'entries'}:")
+            lines += [f"  {n['where']}: {n['what']}" for n in notes[:MAX_NOTES]]
+            if count > MAX_NOTES:
+                lines.append(f"  ... and {count - MAX_NOTES} more")
+    if zone := result.get("zone_changed"):
+        lines.append(
+            f"the zone is now {zone['new']} (was {zone['old']}): every time is read again in it;"
+            " the printed times are the same, so no session counts as changed"
+        )
     lines += [
         f"  {c['kind']:<9} {c['session']}  {c['title']}" for c in result["changes"][:MAX_LISTED]
     ]
     if len(result["changes"]) > MAX_LISTED:
         lines.append(f"  ... and {len(result['changes']) - MAX_LISTED} more")
     return "\n".join(lines)
+
+
+async def _follow(args: argparse.Namespace, settings: Settings) -> str:
+    """`feed schedule follow URL`: runs until SIGTERM or Ctrl-C, then stops cleanly (exit 0)."""
+    import signal  # noqa: PLC0415
+
+    from publisher.api import Publisher  # noqa: PLC0415
+    from publisher.follow import Follower  # noqa: PLC0415 - aiohttp only where it is needed
+
+    logs.setup(args.log_level or settings.log_level, style=settings.log_format)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Publisher(_redis_url(settings), history=settings.history) as pub:
+        follower = Follower(
+            pub,
+            args.url,
+            every=args.every,
+            venue_zone=settings.venue_zone,
+            title=args.title,
+            strict=args.strict,
+        )
+        await follower.run(stop)
+    st = follower.status
+    return f"stopped following {args.url}: {st.failures} failed fetches; last state {st.state}"
+
+
+def _channels(names: list[str]) -> list[str]:
+    """`feed watch` channels: `venue`, `room:<id>`, or a bare room id (`atlas`)."""
+    return [
+        name if name == keys.VENUE or name.startswith(keys.ROOM_PREFIX) else keys.room_channel(name)
+        for name in names
+    ]
 
 
 async def _token(args: argparse.Namespace, settings: Settings) -> str:
@@ -299,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from web.watch import Watcher  # noqa: PLC0415
 
         with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(Watcher(args.url, args.channels, raw=args.json).run())
+            return asyncio.run(Watcher(args.url, _channels(args.channels), raw=args.json).run())
         return 0
     except (InvalidMessage, NotFound, ConfigError) as exc:
         print(f"feed {args.command}: {exc.message}", file=sys.stderr)

@@ -231,7 +231,7 @@ async def post_status(request: web.Request) -> web.Response:
 
     async def act() -> tuple[int, Any]:
         try:
-            done = await pub.status(
+            done = await pub.status_of_program_room(
                 room,
                 body.get("status"),  # type: ignore[arg-type]  # validated by the publisher
                 delay=_whole(body.get("delay_min", 0)),
@@ -336,10 +336,17 @@ async def post_schedule(request: web.Request) -> web.Response:
     title = request.query.get("title")
     if title is not None and len(title) > MAX_TITLE:
         raise InvalidMessage(f"title must be at most {MAX_TITLE} characters", field="title")
+    strict = request.query.get("strict", "false").lower()
+    if strict not in ("true", "false", "1", "0"):
+        raise InvalidMessage("strict must be true or false", field="strict")
     data = await _read(request)
     zone = request.query.get("zone") or request.app[VENUE_ZONE]
     result = await request.app[PUBLISHER].import_program(
-        data, source="the request body", venue_zone=zone, title=title
+        data,
+        source="the request body",
+        venue_zone=zone,
+        title=title,
+        strict=strict in ("true", "1"),
     )
     return _json(result)
 

@@ -213,6 +213,7 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 async def _expire(pub: Publisher) -> None:
     """Announcements leave every screen when they expire, with no one acting: the expiry is
     published as an event (once, whichever server gets to it first)."""
+    postponed = False  # said once per outage, not every second of it
     while True:
         await asyncio.sleep(EXPIRY_EVERY)
         try:
@@ -220,9 +221,15 @@ async def _expire(pub: Publisher) -> None:
         except Exception as exc:
             raise_if_cancelled(exc)
             if isinstance(exc, FeedError):
-                log.info("announcement expiry postponed: %s", exc)
+                if not postponed:
+                    log.info("announcement expiry postponed until Redis answers: %s", exc)
+                postponed = True
             else:
                 log.exception("announcement expiry failed; retrying")
+        else:
+            if postponed:
+                log.info("announcement expiry resumed")
+            postponed = False
 
 
 async def _going_away(app: web.Application) -> None:

@@ -138,6 +138,8 @@ async def serve_app(
         await runner.cleanup()
 
 
+LOOK_AFTER_EVERY = 0.5  # seconds between looks at the embedded Redis
+
 GC_THRESHOLD = 50_000  # allocations between young collections (CPython's default: 700)
 
 
@@ -170,15 +172,18 @@ def redis_for(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
 
 
 def take_over(embedded: EmbeddedRedis) -> None:
-    """A server sharing another's embedded Redis starts it again if that server stopped (on
-    the main thread, as above; a fraction of a second)."""
-    if not embedded.owner and embedded.try_own():
+    """Look after the embedded Redis (on the main thread, as above; a fraction of a second):
+    the owner starts its redis-server again if it died; a server sharing another's starts it
+    if that server stopped."""
+    if embedded.owner:
+        embedded.revive()
+    elif embedded.try_own():
         log.info("the owner of the embedded Redis stopped; restarted it here")
 
 
 async def _take_over(embedded: EmbeddedRedis) -> None:
-    while not embedded.owner:
-        await asyncio.sleep(1.0)
+    while True:
+        await asyncio.sleep(LOOK_AFTER_EVERY)
         take_over(embedded)
 
 

@@ -14,6 +14,7 @@ from feed.bus import Bus
 from feed.embedded import RedisProcess, free_port
 from feed.errors import Unauthorized
 from publisher import tokens
+from publisher.cli import _channels
 from tests.conftest import feed_command
 
 
@@ -88,7 +89,12 @@ async def test_publish_announce_to_rooms_and_everyone(redis: RedisProcess) -> No
         (["status", "atlas", "live", "--to", "orion"], "only meaningful with the status 'moved'"),
         (["announce", "   "], "text must be non-empty"),
         (["announce", "hello", "--priority", "urgent"], "use one of info, important, emergency"),
-        (["announce", "hello", "--expires", "0"], "expires_in must be a positive number"),
+        (["announce", "hello", "--expires", "0"], "--expires is in minutes and must be over 0"),
+        (
+            ["announce", "hello", "--expires", "-3"],
+            "--expires is in minutes and must be over 0, not -3",
+        ),
+        (["status", "atlas", "moved"], "'moved' needs the room it moved to (--to ROOM"),
         (["status", "atlas", "live", "--delay", "soon"], "invalid int value: 'soon'"),
     ],
 )
@@ -138,11 +144,29 @@ def test_serve_on_a_taken_port_exits_1(redis: RedisProcess, tmp_path: Path) -> N
     assert "Traceback" not in err
 
 
-def test_usage_errors_exit_2() -> None:
+def test_usage_errors_exit_2_with_one_line() -> None:
     code, _, err = feed()
-    assert code == 2 and "usage: feed" in err
+    assert code == 2 and err.startswith("feed: the following arguments are required: command")
+    assert err.rstrip().endswith("(see `feed --help`)")
+    assert_one_clear_line(err)
     code, _, err = feed("publish", "status", "atlas")
-    assert code == 2 and "required" in err
+    assert code == 2 and "required" in err and "feed publish status --help" in err
+    assert_one_clear_line(err)
+
+
+def test_a_setting_that_is_not_a_number_says_so_in_words(tmp_path: Path) -> None:
+    code, _, err = feed("serve", cwd=tmp_path, env={"FEED_PORT": "abc"})
+    assert code == 2
+    assert (
+        err.strip()
+        == "feed serve: FEED_PORT: invalid value 'abc' for port: expected a whole number"
+    )
+
+
+def test_commands_in_a_demo_folder_say_how_to_find_its_redis(tmp_path: Path) -> None:
+    code, _, err = feed("token", "create", "--role", "admin", cwd=tmp_path)
+    assert code == 1 and "--data-dir" in err and "--redis-url" in err
+    assert_one_clear_line(err)
 
 
 def test_the_console_script_is_installed() -> None:
@@ -153,6 +177,7 @@ def test_the_console_script_is_installed() -> None:
         check=False,
     )  # fmt: skip
     assert done.returncode == 2 and "invalid int value" in done.stderr
+    assert_one_clear_line(done.stderr)
 
 
 EXPO = Path(__file__).resolve().parents[1] / "web" / "fixtures" / "expo.json"
@@ -172,7 +197,9 @@ def test_schedule_import_reports_what_it_did(redis: RedisProcess, tmp_path: Path
     assert code == 2 and "cannot read" in err and "No such file" in err
     code, _, err = feed("schedule", "import", str(EXPO), "--zone", "Mars/Olympus",
                         "--redis-url", redis.url)  # fmt: skip
-    assert code == 2 and "Mars/Olympus" in err
+    assert code == 2 and err.startswith("feed schedule: --zone: unknown time zone 'Mars/Olympus'")
+    assert "--venue-zone" not in err
+    assert_one_clear_line(err)
 
 
 async def test_tokens_are_created_listed_and_revoked(redis: RedisProcess) -> None:
@@ -225,3 +252,79 @@ def test_config_check_masks_secrets_and_fails_clearly(tmp_path: Path) -> None:
     assert "redis_url" in err and "redis://:***@127.0.0.1:1/0" in err
     code, _, err = feed("config", "check", cwd=tmp_path, env={"FEED_WORKERS": "none"})
     assert code == 2 and "FEED_WORKERS" in err
+
+
+DIRTY = Path(__file__).parent / "fixtures" / "dirty"
+
+
+def test_an_import_reports_what_it_repaired_and_skipped(redis: RedisProcess) -> None:
+    merged = DIRTY / "merged-c3voc.json"
+    code, out, err = feed("schedule", "import", str(merged), "--redis-url", redis.url)
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == (
+        "imported Merged Congress (Europe/Berlin): 3 rooms, 7 sessions; 0 changes since the"
+        " last import"
+    )
+    assert lines[1] == "repaired 4 entries:"
+    assert lines[2].startswith('  schedule.conference.days[0].rooms["Saal Granville"][0]: its room')
+    assert "skipped 2 entries:" in lines
+    assert (
+        lines[-1] == '  schedule.conference.days[0].rooms["Workshop Tent"][2]: no start; left out'
+    )
+    # again: the same ids, nothing changed
+    code, out, _ = feed("schedule", "import", str(merged), "--redis-url", redis.url)
+    assert code == 0 and "; 0 changes since the last import" in out.splitlines()[0]
+    code, out, err = feed("schedule", "import", str(merged), "--strict", "--redis-url", redis.url)
+    assert code == 2 and out == "" and "merged-c3voc.json: " in err
+    assert_one_clear_line(err)
+
+
+def test_an_import_needs_a_zone_and_says_a_zone_change_in_one_line(
+    redis: RedisProcess, tmp_path: Path
+) -> None:
+    xml = (DIRTY / "texts.xml").read_text(encoding="utf-8")
+    bare = tmp_path / "bare.xml"
+    bare.write_text(xml.replace("<time_zone_name>Europe/Berlin</time_zone_name>", ""), "utf-8")
+    code, out, err = feed("schedule", "import", str(bare), "--redis-url", redis.url)
+    assert code == 2 and out == ""
+    assert "names no time zone" in err and "--zone" in err
+    assert_one_clear_line(err)
+    code, out, err = feed("schedule", "import", str(bare), "--redis-url", redis.url,
+                          env={"FEED_VENUE_ZONE": "UTC"})  # fmt: skip
+    assert code == 0 and out.startswith("imported Texts as written (UTC): 1 rooms, 4 sessions")
+    code, out, err = feed("schedule", "import", str(bare), "--zone", "US/Eastern",
+                          "--redis-url", redis.url)  # fmt: skip
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "imported Texts as written (US/Eastern): 1 rooms, 4 sessions; 0 changes since the last"
+        " import",
+        "the zone is now US/Eastern (was UTC): every time is read again in it; the printed"
+        " times are the same, so no session counts as changed",
+    ]
+
+
+def test_publishing_to_rooms_not_in_the_program_is_refused(redis: RedisProcess) -> None:
+    code, _, _ = feed("schedule", "import", str(EXPO), "--redis-url", redis.url)
+    assert code == 0
+    for args in (
+        ["status", "orion", "live"],
+        ["announce", "Salle pleine", "--room", "atlas", "--room", "orion"],
+        ["status", "atlas", "moved", "--to", "orion"],
+    ):
+        code, out, err = feed("publish", *args, "--redis-url", redis.url)
+        assert code == 2 and out == "", args
+        assert (
+            "no room 'orion' in the program (GET /api/schedule lists its rooms: anfa, atlas)" in err
+        )
+        assert_one_clear_line(err)
+    code, out, err = feed("publish", "status", "atlas", "moved", "--to", "anfa",
+                          "--redis-url", redis.url)  # fmt: skip
+    assert (code, err) == (0, "") and out.strip() == "room:atlas #2: moved"
+
+
+def test_watch_takes_a_bare_room_id() -> None:
+    assert _channels(["atlas", "venue", "room:anfa"]) == ["room:atlas", "venue", "room:anfa"]
+    code, _, err = feed("watch", "Not A Room", "--url", "http://127.0.0.1:9")
+    assert code == 2 and "invalid room id 'Not A Room'" in err
+    assert_one_clear_line(err)

@@ -17,6 +17,7 @@ from feed.protocol import Position
 from publisher import Publisher
 
 FIXTURE = Path(__file__).resolve().parents[1] / "web" / "fixtures" / "expo.json"
+DEMO = Path(__file__).resolve().parents[2] / "publisher" / "demo" / "smart-city-expo-2019.json"
 
 
 def program(doc: dict[str, Any]) -> bytes:
@@ -116,11 +117,59 @@ async def test_a_broken_file_changes_nothing(redis: RedisProcess) -> None:
         doc["schedule"]["conference"]["days"][0]["rooms"]["Atlas"][0]["start"] = "25:99"
         del doc["schedule"]["conference"]["days"][0]["rooms"]["Atlas"][0]["date"]
         with pytest.raises(InvalidMessage) as info:
-            await pub.import_program(program(doc), source="expo-broken.json")
+            await pub.import_program(program(doc), source="expo-broken.json", strict=True)
         assert info.value.message.startswith("expo-broken.json")
         with pytest.raises(InvalidMessage, match="empty"):
             await pub.import_program(b"  ", source="nothing.xml")
+        with pytest.raises(InvalidMessage, match="names no time zone"):
+            await pub.import_program(b"<schedule><conference><title>t</title></conference>"
+                                     b"</schedule>", source="t.xml")  # fmt: skip
         assert await pub.bus.program() == stored
+        # without --strict the one unusable session is left out, and said
+        done = await pub.import_program(program(doc), source="expo-broken.json")
+        assert done["sessions"] == 3 and [c["kind"] for c in done["changes"]] == ["cancelled"]
+        assert done["report"]["skipped"] == 1 and done["report"]["repaired"] == 0
+        (skip,) = done["report"]["skips"]
+        assert skip["where"] == 'schedule.conference.days[0].rooms["Atlas"][0]'
+        assert skip["what"] == "start: '25:99' is not a time of day (HH:MM); left out"
+
+
+async def test_every_language_of_the_rooms_reaches_their_channels(redis: RedisProcess) -> None:
+    async with Publisher(redis.url) as pub:
+        await pub.import_program(DEMO.read_bytes(), source=DEMO.name)
+        atlas = (await pub.bus.sync("room:atlas")).state
+        assert atlas["name"] == "Atlas"
+        assert atlas["names"] == {"fr": "Atlas", "en": "Atlas", "ar": "أطلس"}
+        keynote = next(s for s in atlas["sessions"] if s["id"] == "SCE001")
+        assert keynote["tracks"]["ar"] == "الذكاء الاصطناعي والخدمات العمومية"
+        assert keynote["track"] == "AI and public services"
+        raw, _, _ = await pub.bus.program()
+        stored = orjson.loads(raw or b"")
+        assert stored["rooms"][0]["names"]["ar"] == "أطلس"
+        opening = next(s for s in stored["sessions"] if s["id"] == "SCE001")
+        assert set(opening["abstracts"]) == {"fr", "en"} and opening["abstract"].startswith("All")
+
+
+async def test_a_zone_given_late_is_one_line_not_a_flood(redis: RedisProcess) -> None:
+    doc = expo()
+    del doc["schedule"]["conference"]["time_zone_name"]
+    for day in doc["schedule"]["conference"]["days"]:
+        for events in day["rooms"].values():
+            for event in events:  # local times only: the zone decides the instants
+                event["date"] = event["date"][:19]
+    async with Publisher(redis.url) as pub:
+        first = await pub.import_program(program(doc), source="x.json", venue_zone="UTC")
+        assert first["zone_changed"] is None
+        seq = (await pub.bus.sync("venue")).seq
+        again = await pub.import_program(program(doc), source="x.json",
+                                         venue_zone="Africa/Casablanca")  # fmt: skip
+        assert again["zone_changed"] == {"old": "UTC", "new": "Africa/Casablanca"}
+        assert again["changes"] == []  # no session's printed time changed
+        venue = await pub.bus.sync("venue")
+        assert venue.seq == seq + 1  # the new program's instants are published
+        assert venue.state["changes"] == []
+        anfa = (await pub.bus.sync("room:anfa")).state
+        assert anfa["sessions"][0]["start"].endswith("+01:00")
 
 
 async def test_room_ids_stay_when_a_room_is_renamed_back_and_forth(redis: RedisProcess) -> None:

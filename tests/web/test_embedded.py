@@ -100,3 +100,37 @@ async def test_a_second_server_shares_the_folder_and_takes_over(
     assert (after["epoch"], after["seq"]) == (before["epoch"], 2)
     assert second.stop() == 0
     wait_until(lambda: not redis_pids(var))
+
+
+async def test_a_killed_embedded_redis_is_started_again_and_nothing_is_lost(
+    feed_server: Servers, tmp_path: Path
+) -> None:
+    server = feed_server(None)
+    var = tmp_path / "var"
+    async with connect(server.ws_url) as client:
+        await client.subscribe(["room:atlas"])
+        assert publish(tmp_path, "status", "atlas", "starting").returncode == 0
+        (first,) = await client.events(1)
+        await asyncio.sleep(1.5)  # appendfsync everysec: the event is on disk
+        (victim,) = redis_pids(var)
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: victim not in redis_pids(var), 5)
+        # While it is down, a publish says so at once (exit 1), naming the running server.
+        started = time.monotonic()
+        down = publish(tmp_path, "status", "atlas", "live")
+        if down.returncode != 0:  # unless the restart was quicker still
+            assert down.returncode == 1 and time.monotonic() - started < 5
+            assert "does not answer" in down.stderr or "cannot use Redis" in down.stderr
+        wait_until(lambda: len(redis_pids(var)) == 1, 10)
+        deadline = time.monotonic() + 10
+        while (done := publish(tmp_path, "status", "atlas", "live")).returncode != 0:
+            assert time.monotonic() < deadline, done.stderr
+            await asyncio.sleep(0.2)
+        # The client that stayed connected goes on: same epoch, the next seq.
+        event = await client.until(lambda m: m.get("type") == "event", timeout=10)
+        last = event[-1]
+    assert (last["epoch"], last["seq"]) == (first["epoch"], first["seq"] + 1)
+    assert get(server.url + "/readyz")[0] == 200
+    log = server.log()
+    assert log.count("embedded redis-server exited") == 1
+    assert log.count("announcement expiry postponed") <= 1
