@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import subprocess
 import time
@@ -337,7 +338,15 @@ async def test_a_client_that_stops_reading_costs_bounded_memory_and_nobody_else_
         with pytest.raises(ConnectionClosed) as closed:
             while True:
                 await asyncio.wait_for(slow.recv(), 10)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4008
+    # It was closed as slow (4008). On a loaded machine the publishing may outlast the close
+    # handshake's grace, and the server then drops the socket with the close frame unread in it:
+    # the server's own count says why it went.
+    if closed.value.rcvd is not None:
+        assert closed.value.rcvd.code == 4008
+    else:
+        async with aiohttp.ClientSession() as http, http.get(server.url + "/metrics") as answer:
+            metrics = await answer.text()
+        assert re.search(r"^feed_slow_disconnects_total [1-9]", metrics, re.M), metrics[:2000]
     # What the slow client did not read was not kept: far less than the 10 MB pushed at it.
     assert peak - before < 8 * 2**20, f"RSS grew by {(peak - before) / 2**20:.1f} MiB"
     assert server.proc.poll() is None
