@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import re
@@ -76,6 +77,15 @@ class Synced:
     seq: int
     state: State
     events: list[Event]
+    # Whether Redis holds the channel: nobody published on it yet gives its initial state at
+    # seq 0 of its placeholder epoch, and nothing is written (issue 18: readers never write).
+    exists: bool = True
+
+
+def placeholder(seed: str, channel: str) -> str:
+    """The epoch a channel nobody published on has, in the data set of `seed`: its readers and
+    its first publisher agree on it without writing anything."""
+    return hashlib.sha256(f"{seed} {channel}".encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +112,29 @@ class Bus:
             # Not redis-py's words: they may quote the password.
             raise InvalidMessage(f"invalid Redis URL {redacted(url)!r}: use {URL_FORMS}") from None
         self._script = self._redis.register_script(_SCRIPT)
+        self._seed: str | None = None  # keys.EPOCH_SEED as last read, for reads
+
+    async def seed(self, *, fresh: bool = False) -> str:
+        """The data set's epoch seed, made by the first process that needs it (one key, once).
+        Reads use the last value read (`forget_seed` after a reconnect); publishes read it every
+        time, so a Redis that lost everything never gets an epoch of the past again."""
+        if self._seed is not None and not fresh:
+            return self._seed
+        value = await self._do(self._redis.get(keys.EPOCH_SEED))
+        if value is None:
+            try:
+                await self._redis.set(keys.EPOCH_SEED, secrets.token_hex(8), nx=True)
+            except (RedisError, OSError) as exc:
+                raise self._unavailable(exc) from exc
+            value = await self._do(self._redis.get(keys.EPOCH_SEED))
+            if value is None:
+                raise Unavailable("Redis did not keep the epoch seed")
+        self._seed = _text(value)
+        return self._seed
+
+    def forget_seed(self) -> None:
+        """Read the seed again at the next read (Redis may have restarted without its data)."""
+        self._seed = None
 
     async def aclose(self) -> None:
         await self._redis.aclose()
@@ -375,16 +408,18 @@ class Bus:
                 *self._known(known),
                 *after_args,
                 MAX_HISTORY_READ,
+                placeholder(await self.seed(), channel),
             ],
         )
         epoch, seq, state = _text(reply[0]), int(reply[1]), _state(channel, reply[2])
+        exists = len(reply) < 4 or int(reply[3]) == 1
         events = []
-        for raw in reply[3:]:
+        for raw in reply[4:]:
             try:
                 events.append(protocol.parse_event(raw))
             except InvalidMessage as exc:
                 log.warning("skipping a damaged history entry of %s: %s", channel, exc)
-        return Synced(epoch, seq, state, events)
+        return Synced(epoch, seq, state, events, exists)
 
     async def publish(
         self,
@@ -417,6 +452,7 @@ class Bus:
                 self.history,
                 keys.BUS,
                 change_id or secrets.token_hex(8),
+                placeholder(await self.seed(fresh=True), channel),
             ],
         )
         if int(reply[0]) in (1, 2):

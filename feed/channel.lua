@@ -7,16 +7,25 @@
 -- ARGV[3]  the initial state (JSON), used only with a new epoch when there is no state
 -- ARGV[4]  the caller's known epoch ("" for none) and ARGV[5] its known seq (-1 for none)
 --
--- sync:    ARGV[6] epoch and ARGV[7] seq to read history after, ARGV[8] most entries to return;
---          returns {epoch, seq, state, envelope...}
+-- A channel exists in Redis once something is published on it. Reading one that does not exist
+-- writes nothing (anyone may ask for any name): it answers the initial state at seq 0 of the
+-- channel's placeholder epoch (derived from the venue's epoch seed, feed.bus). The first
+-- publish makes the channel exist in that very epoch, so readers who followed it carry on with
+-- seq 1, no new snapshot. A lost seed (Redis lost everything) gives other placeholders.
+--
+-- sync:    ARGV[6] epoch and ARGV[7] seq to read history after, ARGV[8] most entries to return,
+--          ARGV[9] the placeholder epoch;
+--          returns {epoch, seq, state, exists (1 or 0), envelope...}
 -- publish: ARGV[6] the new state, ARGV[7..9] the envelope cut around epoch and seq,
---          ARGV[10] history length, ARGV[11] the pub/sub channel, ARGV[12] the change's id;
+--          ARGV[10] history length, ARGV[11] the pub/sub channel, ARGV[12] the change's id,
+--          ARGV[13] the placeholder epoch;
 --          returns {1, epoch, seq} when published; {2, epoch, seq} when this very change was
 --          already published (the call was retried after its reply was lost); or
 --          {0, epoch, seq, state} when the caller's known position is not the channel's
 --          (recompute the state and try again)
 local meta, log = KEYS[1], KEYS[2]
 local known_epoch, known_seq = ARGV[4], tonumber(ARGV[5])
+local placeholder = ARGV[1] == 'sync' and ARGV[9] or ARGV[13]
 
 local function new_epoch(keep_state)
   redis.call('DEL', log)
@@ -31,8 +40,19 @@ end
 local epoch = redis.call('HGET', meta, 'epoch')
 local seq
 if not epoch then
-  -- Never published to, or Redis lost it: a new epoch, and nothing of the old one mixed in.
-  epoch, seq = new_epoch(false)
+  if (known_epoch == placeholder and known_seq > 0) or redis.call('EXISTS', log) == 1 then
+    -- The channel existed (the caller, a server or a publisher but never a client, saw it at
+    -- a later seq; or its history is still there): Redis lost it (an older append-only file).
+    -- A fresh epoch, so that no (epoch, seq) ever names two events.
+    epoch, seq = new_epoch(false)
+  elseif ARGV[1] == 'sync' then
+    return {placeholder, 0, ARGV[3], 0}
+  else
+    -- The first publish: the channel takes the epoch its readers were given.
+    redis.call('DEL', log)
+    redis.call('HSET', meta, 'epoch', placeholder, 'seq', 0, 'state', ARGV[3])
+    epoch, seq = placeholder, 0
+  end
 else
   seq = tonumber(redis.call('HGET', meta, 'seq')) or 0
   if known_epoch == epoch and known_seq > seq then
@@ -43,7 +63,7 @@ else
 end
 
 if ARGV[1] == 'sync' then
-  local reply = {epoch, seq, redis.call('HGET', meta, 'state')}
+  local reply = {epoch, seq, redis.call('HGET', meta, 'state'), 1}
   local after = tonumber(ARGV[7])
   if ARGV[6] == epoch and after >= 0 and after < seq then
     local entries = redis.call('XRANGE', log, (after + 1) .. '-0', '+', 'COUNT', tonumber(ARGV[8]))

@@ -12,6 +12,7 @@ Redis, for the venue:
 - `feed:tokens`: hash of token id -> token record (JSON, with the secret's hash only);
 - `feed:announcements`: hash of announcement id -> where it was posted (JSON);
 - `feed:expiries`: sorted set of "<channel> <announcement id>" by expiry time (Unix ms);
+- `feed:epoch-seed`: made once; the placeholder epochs of unpublished channels derive from it;
 - `feed:rate:<token id>:<window>` and `feed:idem:<token id>:<key hash>`: short-lived counters
   and stored answers for rate limits and idempotent retries.
 
@@ -114,6 +115,10 @@ TOKENS = "feed:tokens"
 ANNOUNCEMENTS = "feed:announcements"
 CALENDAR = "feed:calendar"  # hash: session id -> its calendar entry (feed.calendar)
 EXPIRIES = "feed:expiries"
+# A random value made once per Redis data set: the placeholder epoch of a channel nobody has
+# published on derives from it (feed.bus.placeholder), so a Redis that lost everything (and
+# this with it) never hands out an epoch of the past again.
+EPOCH_SEED = "feed:epoch-seed"
 # While a demo plays: its accelerated clock (feed.clock.Clock.to_json), so that `feed publish`
 # and other publishers stamp events in the demo's time, not today's.
 CLOCK = "feed:clock"

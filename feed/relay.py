@@ -168,6 +168,7 @@ class Relay:
         self._generation += 1
         self.subscriptions += 1
         self.subscribed = True
+        self.bus.forget_seed()  # Redis may have come back without its data, and the seed
         self.hub.suspend()
         self._want(*self.hub.channels)
         self._spawn(self._load_rooms())  # an import may have happened while we were away

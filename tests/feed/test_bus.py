@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from feed import keys, protocol, reducer
-from feed.bus import Bus, Published, Synced, redacted
+from feed.bus import Bus, Published, Synced, placeholder, redacted
 from feed.embedded import RedisProcess, free_port
 from feed.errors import InvalidMessage, Unavailable
 from feed.protocol import Event, Position
@@ -63,16 +63,59 @@ def unused_url() -> str:
 # ---- sync ----------------------------------------------------------------------------------------
 
 
-async def test_sync_of_a_new_channel_creates_an_epoch(bus: Bus, raw: aioredis.Redis) -> None:
-    first = await bus.sync(ROOM)
-    assert first.epoch
-    assert first.seq == 0
-    assert first.state == reducer.initial(ROOM)
-    assert first.events == []
-    assert await raw.hget(keys.meta_key(ROOM), "epoch") == first.epoch.encode()
+async def test_reading_a_channel_nobody_published_on_writes_nothing(
+    bus: Bus, raw: aioredis.Redis
+) -> None:
+    """Anyone may ask for any name: the answer is the initial state at seq 0 of the channel's
+    placeholder epoch, and Redis is left as it was but for the data set's one epoch seed
+    (issue 18: readers never write per name)."""
+    seed = await bus.seed()
+    before = await raw.dbsize()
+    epochs = set()
+    for name in (ROOM, "venue", "room:nobody-ever", "room:zz-9"):
+        first = await bus.sync(name, after=Position("elsewhere", 3))
+        assert (first.epoch, first.seq, first.events) == (placeholder(seed, name), 0, [])
+        assert first.state == reducer.initial(name) and not first.exists
+        assert await bus.sync(name) == first
+        epochs.add(first.epoch)
+    assert len(epochs) == 4
+    assert await raw.dbsize() == before == 1
+    assert await bus.channels() == []
 
-    second = await bus.sync(ROOM)
-    assert second == first
+
+async def test_the_first_publish_keeps_the_epoch_its_readers_were_given(
+    bus: Bus, raw: aioredis.Redis
+) -> None:
+    start = await bus.sync(ROOM)
+    state = reducer.apply(start.state, "status", status(1), TS)
+    result = await bus.publish(
+        ROOM, Position(start.epoch, 0), kind="status", data=status(1), ts=TS, state=state
+    )
+    assert result == Published(ROOM, start.epoch, 1)  # readers at (epoch, 0) carry on
+    assert await raw.hget(keys.meta_key(ROOM), "epoch") == start.epoch.encode()
+    assert await bus.sync(ROOM) == Synced(start.epoch, 1, state, [])
+    assert await bus.channels() == [ROOM]
+
+
+async def test_a_redis_that_lost_everything_never_gives_an_epoch_of_the_past(
+    bus: Bus, raw: aioredis.Redis
+) -> None:
+    before = await publish_n(bus, ROOM, 3)
+    await raw.flushall()  # the seed goes with the data
+    bus.forget_seed()  # as the relay does on every new subscription
+    again = await bus.sync(ROOM)
+    assert again.epoch != before.epoch and again.seq == 0 and not again.exists
+
+
+async def test_a_channel_lost_after_it_was_seen_moves_to_a_new_epoch(
+    bus: Bus, raw: aioredis.Redis
+) -> None:
+    """A server knew the channel at seq 3 of its placeholder epoch; Redis lost it (an older
+    append-only file): the same (epoch, seq) must never name another event."""
+    known = await publish_n(bus, ROOM, 3)
+    await raw.delete(keys.meta_key(ROOM), keys.log_key(ROOM))
+    synced = await bus.sync(ROOM, known=Position(known.epoch, 3))
+    assert synced.epoch != known.epoch and synced.seq == 0 and synced.exists
 
 
 async def test_sync_of_venue_uses_its_initial_state(bus: Bus) -> None:
@@ -85,10 +128,10 @@ async def test_publish_at_the_known_position(bus: Bus, raw: aioredis.Redis) -> N
     result = await bus.publish(
         ROOM, Position(start.epoch, 0), kind="status", data=status(5), ts=TS, state=state
     )
-    assert result == Published(ROOM, start.epoch, 1)
+    assert isinstance(result, Published) and (result.channel, result.seq) == (ROOM, 1)
 
     after = await bus.sync(ROOM)
-    assert (after.epoch, after.seq, after.state) == (start.epoch, 1, state)
+    assert (after.epoch, after.seq, after.state) == (result.epoch, 1, state)
     stored = await raw.hgetall(keys.meta_key(ROOM))
     assert orjson.loads(stored[b"state"]) == state
     assert int(stored[b"seq"]) == 1
@@ -247,8 +290,8 @@ async def test_the_published_envelope_is_the_history_entry(bus: Bus, raw: aiored
     entries = await raw.xrange(keys.log_key("venue"))
     assert entries == [(b"1-0", {b"m": envelope})]
     event = protocol.parse_event(envelope)
-    assert event == Event("venue", start.epoch, 1, "announce", data, TS)
-    assert (await bus.sync("venue", after=Position(start.epoch, 0))).events == [event]
+    assert event == Event("venue", result.epoch, 1, "announce", data, TS)
+    assert (await bus.sync("venue", after=Position(result.epoch, 0))).events == [event]
     assert envelope == event.frame()
 
 
@@ -313,7 +356,8 @@ def test_redacted(url: str, shown: str) -> None:
 async def test_channels_lists_venue_first(bus: Bus, raw: aioredis.Redis) -> None:
     assert await bus.channels() == []
     for name in ["room:b", "venue", "room:a"]:
-        await bus.sync(name)
+        await publish_n(bus, name, 1)
+    await bus.sync("room:read-only")  # read, never published: not a channel of Redis
     await raw.set("unrelated", 1)
     await raw.hset("feed:{NOT A CHANNEL}:meta", "epoch", "x")  # ignored, not ours
     assert await bus.channels() == ["venue", "room:a", "room:b"]
