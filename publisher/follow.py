@@ -135,6 +135,8 @@ class Follower:
                     return None
                 if answer.status != 200:
                     raise SourceFailed(f"{self.url} answered {answer.status} {answer.reason}")
+                if answer.content_type == "text/html":  # a proxy's or the tool's error page
+                    raise SourceFailed(f"{self.url} served an HTML page, not a program")
                 if (answer.content_length or 0) > MAX_BODY:
                     raise SourceFailed(f"{self.url} sent over {MAX_BODY} bytes")
                 body = await answer.content.read(MAX_BODY + 1)
