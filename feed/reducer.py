@@ -55,50 +55,42 @@ def current(state: State, now_ms: int) -> State:
 
 
 def apply(state: State, kind: str, data: Any, ts: int) -> State:
-    """The state after one event. Unknown kinds and malformed data leave the state as it was,
-    so a newer publisher or a damaged entry never breaks an older reader."""
-    announcements = _unexpired(state.get("announcements"), ts)
+    """The state after one event. Unknown kinds and data that break their kind's rules
+    (`models.event_data`, the publisher's own check) leave the state exactly as it was, so a newer
+    publisher or a damaged entry never breaks an older reader. The browser's reducer
+    (web/static/feed-client.js) must agree: tests/reducer_vectors.json holds the cases."""
     try:
-        if kind == Kind.STATUS and isinstance(data, dict):
-            clean = models.status_data(
-                data.get("status"),
-                delay=data.get("delay", 0),
-                session=data.get("session"),
-                moved_to=data.get("moved_to"),
-            )
-            return {**state, **clean, "announcements": announcements}
-        if kind == Kind.ANNOUNCE and isinstance(data, dict):
-            new = _announcement(data)
-            kept = [a for a in announcements if a.get("id") != new["id"]]
-            kept.append(new)
-            return {**state, "announcements": kept[-MAX_ANNOUNCEMENTS:]}
-        if kind == Kind.PROGRAM and isinstance(data, dict):
-            room, sessions = data.get("room"), data.get("sessions")
-            if isinstance(room, dict) and program.valid_sessions(sessions):
-                name = room.get("name") if isinstance(room.get("name"), str) else None
-                names = _names(room.get("names"))
-                return {
-                    **state,
-                    "name": name,
-                    "names": names,
-                    "sessions": sessions,
-                    "announcements": announcements,
-                }
-        if kind == Kind.SCHEDULE and isinstance(data, dict):
-            changes = data.get("changes")
-            kept = [*(state.get("changes") or []), *(changes if isinstance(changes, list) else [])]
-            schedule = {"etag": data.get("etag"), "conference": data.get("conference")}
-            return {
-                **state,
-                "schedule": schedule,
-                "changes": kept[-MAX_CHANGES:],
-                "announcements": announcements,
-            }
-        if kind == Kind.RETRACT and isinstance(data, dict):
-            gone = data.get("id")
-            return {**state, "announcements": [a for a in announcements if a.get("id") != gone]}
+        clean = models.event_data(kind, data)
     except InvalidMessage:
-        pass
+        return state
+    announcements = _unexpired(state.get("announcements"), ts)
+    if kind == Kind.STATUS:
+        return {**state, **clean, "announcements": announcements}
+    if kind == Kind.ANNOUNCE:
+        kept = [a for a in announcements if a.get("id") != clean["id"]]
+        kept.append(clean)
+        return {**state, "announcements": kept[-MAX_ANNOUNCEMENTS:]}
+    if kind == Kind.RETRACT:
+        gone = clean["id"]
+        return {**state, "announcements": [a for a in announcements if a.get("id") != gone]}
+    if kind == Kind.PROGRAM:
+        room = clean["room"]
+        return {
+            **state,
+            "name": room.get("name"),
+            "names": _names(room.get("names")),
+            "sessions": clean["sessions"],
+            "announcements": announcements,
+        }
+    if kind == Kind.SCHEDULE:
+        held = state.get("changes")
+        kept = [*(held if isinstance(held, list) else []), *clean.get("changes", [])]
+        return {
+            **state,
+            "schedule": {"etag": clean["etag"], "conference": clean.get("conference")},
+            "changes": kept[-MAX_CHANGES:],
+            "announcements": announcements,
+        }
     return state
 
 
@@ -107,24 +99,6 @@ def _names(value: object) -> dict[str, str]:
     if not isinstance(value, dict):
         return {}
     return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
-
-
-def _announcement(data: dict[str, Any]) -> dict[str, Any]:
-    ts, expires_at = data.get("ts"), data.get("expires_at")
-    if not isinstance(ts, int) or (expires_at is not None and not isinstance(expires_at, int)):
-        raise InvalidMessage("announcement times must be integers")
-    aid = data.get("id")
-    if not isinstance(aid, str) or not aid:
-        raise InvalidMessage("an announcement needs an id")
-    rooms = data.get("rooms", [])
-    return models.announcement(
-        data.get("text"),
-        rooms=rooms if isinstance(rooms, list) else [],
-        priority=data.get("priority", models.Priority.INFO),
-        ts=ts,
-        expires_at=expires_at,
-        announcement_id=aid,
-    )
 
 
 def _unexpired(announcements: object, now_ms: int) -> list[dict[str, Any]]:
@@ -138,5 +112,6 @@ def _unexpired(announcements: object, now_ms: int) -> list[dict[str, Any]]:
 def _alive(a: object, now_ms: int) -> bool:
     if not isinstance(a, dict):
         return False
-    expires_at = a.get("expires_at")
-    return expires_at is None or not isinstance(expires_at, int) or expires_at > now_ms
+    # An expiry that is not a whole number never comes due (the browser reads it the same way).
+    expires_at = models.integer(a.get("expires_at"))
+    return expires_at is None or expires_at > now_ms

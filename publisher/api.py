@@ -80,9 +80,13 @@ class Publisher:
         return int(self._clock() * 1000)
 
     async def publish(self, channel: str, kind: str, data: Any) -> Published:
-        """Publish one event on one channel; the reducer computes the state stored beside it."""
+        """Publish one event on one channel; the reducer computes the state stored beside it.
+
+        Data of a known kind must follow its rules (`models.publishable`, the check the reducers
+        apply), else InvalidMessage: a screen would ignore it. Other kinds are published as they
+        are, for newer readers (docs/protocol.md)."""
         channel = keys.channel(channel)
-        models.event(kind, data)
+        data = models.publishable(channel, kind, data)
         async with self._locks[channel]:
             return await self._publish(channel, kind, data)
 

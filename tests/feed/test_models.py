@@ -54,10 +54,16 @@ def test_delay_out_of_bounds_rejected(delay: int) -> None:
         models.status_data("delayed", delay=delay)
 
 
-@pytest.mark.parametrize("delay", [True, False, 5.0, "5", None])
+@pytest.mark.parametrize("delay", [True, False, 5.5, "5", None, float("inf"), 2**53])
 def test_delay_must_be_an_int_not_a_bool(delay: object) -> None:
     with pytest.raises(InvalidMessage, match="whole number of minutes"):
         models.status_data("delayed", delay=delay)
+
+
+def test_a_whole_number_is_one_whatever_json_wrote() -> None:
+    # A browser reads 5.0 as 5: the state says 5 on both sides.
+    data = models.status_data("delayed", delay=5.0)
+    assert data["delay"] == 5 and type(data["delay"]) is int
 
 
 @pytest.mark.parametrize("session", ["", "   ", 7, "x" * (models.MAX_SESSION_ID + 1)])

@@ -33,42 +33,243 @@ export function initialState(channel) {
   };
 }
 
-function alive(a, nowMs) {
-  return a && (a.expires_at === null || a.expires_at === undefined || a.expires_at > nowMs);
+// ---- The reducer: feed/reducer.py and feed/models.py, rule for rule ------------------------------
+// Data of a known kind that breaks its rules leaves the state exactly as it was, as on the server;
+// tests/reducer_vectors.json holds the cases both must agree on. Applying one event can never
+// throw: a screen that met one bad event must still apply the next.
+
+const STATUSES = new Set([
+  "upcoming", "starting", "live", "delayed", "full", "ended", "cancelled", "moved",
+]);
+const PRIORITIES = new Set(["info", "important", "emergency"]);
+const MAX_DELAY_MINUTES = 24 * 60;
+const MAX_TEXT = 2000;
+const MAX_SESSION_ID = 200;
+const MAX_LANGUAGES = 8;
+const MAX_ROOMS_PER_ANNOUNCEMENT = 500;
+const ROOM_ID = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+const LANGUAGE = /^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$/;
+const ANNOUNCEMENT_ID = /^[\x20-\x7e]{1,64}$/;
+const CONTROL = /[\x00-\x08\x0b-\x1f]/; // newline and tab are allowed
+const INSTANT = new RegExp("^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2})"
+  + "(?::([0-9]{2})(?:\\.[0-9]{1,6})?)?(?:Z|[+-]([0-9]{2}):([0-9]{2}))$");
+
+// Characters that show nothing: feed/models.py's INVISIBLE, the same frozen table, so that the
+// line falls in the same place whatever Unicode version this browser has.
+export const INVISIBLE = [
+  [0x0000, 0x0020], [0x007F, 0x00A0], [0x00AD, 0x00AD], [0x034F, 0x034F], [0x0600, 0x0605],
+  [0x061C, 0x061C], [0x06DD, 0x06DD], [0x070F, 0x070F], [0x0890, 0x0891], [0x08E2, 0x08E2],
+  [0x115F, 0x1160], [0x1680, 0x1680], [0x17B4, 0x17B5], [0x180B, 0x180F], [0x2000, 0x200F],
+  [0x2028, 0x202F], [0x205F, 0x206F], [0x2800, 0x2800], [0x3000, 0x3000], [0x3164, 0x3164],
+  [0xFE00, 0xFE0F], [0xFEFF, 0xFEFF], [0xFFA0, 0xFFA0], [0xFFF0, 0xFFFB], [0x110BD, 0x110BD],
+  [0x110CD, 0x110CD], [0x13430, 0x1343F], [0x1BCA0, 0x1BCA3], [0x1D173, 0x1D17A],
+  [0xE0000, 0xE0FFF],
+];
+const VISIBLE = new RegExp(`[^${INVISIBLE.map(([lo, hi]) =>
+  `\\u{${lo.toString(16)}}-\\u{${hi.toString(16)}}`).join("")}]`, "u");
+
+// Whether a text has at least one character a reader can see.
+export function visible(text) {
+  return typeof text === "string" && VISIBLE.test(text);
 }
 
-// The state after one event, as the server computes it (unknown kinds change nothing).
-export function apply(state, kind, data, ts) {
-  const announcements = (state.announcements || []).filter((a) => alive(a, ts));
-  if (!data || typeof data !== "object") return state;
+class Invalid extends Error {}
+
+function check(ok, why) {
+  if (!ok) throw new Invalid(why);
+}
+
+const isObject = (value) => value !== null && typeof value === "object" && !Array.isArray(value);
+// A field as Python's dict.get reads it: present (even null) or the fallback.
+const field = (object, key, fallback = null) => (Object.hasOwn(object, key) ? object[key] : fallback);
+// JSON has one number type: 5.0 is 5; past 2**53 - 1 a number is not exact, so not whole.
+const integer = (value) => (Number.isSafeInteger(value) ? value : null);
+
+function characters(text) {
+  let count = 0;
+  for (const _ of text) count += 1; // code points, as Python counts, not UTF-16 units
+  return count;
+}
+
+function text(value) {
+  check(visible(value), "a text needs a visible character");
+  check(characters(value) <= MAX_TEXT && !CONTROL.test(value), "text too long or with controls");
+  return value;
+}
+
+function texts(value) {
+  if (!isObject(value)) return text(value);
+  const entries = Object.entries(value);
+  check(entries.length >= 1 && entries.length <= MAX_LANGUAGES, "1 to 8 languages");
+  for (const [lang, one] of entries) {
+    check(LANGUAGE.test(lang), "a language code");
+    text(one);
+  }
+  return value;
+}
+
+function announcementId(value) {
+  check(typeof value === "string" && ANNOUNCEMENT_ID.test(value), "an announcement id");
+  return value;
+}
+
+function statusData(data) {
+  check(isObject(data), "a status is an object");
+  const status = field(data, "status");
+  check(typeof status === "string" && STATUSES.has(status), "a known status");
+  const delay = integer(field(data, "delay", 0));
+  check(delay !== null && delay >= 0 && delay <= MAX_DELAY_MINUTES, "a delay of 0-1440 min");
+  const session = field(data, "session");
+  check(session === null || (visible(session) && characters(session) <= MAX_SESSION_ID),
+    "a session id");
+  const movedTo = field(data, "moved_to");
+  check(movedTo === null || (status === "moved" && typeof movedTo === "string"
+    && ROOM_ID.test(movedTo)), "moved_to: a room id, with moved");
+  return { status, delay, session, moved_to: movedTo };
+}
+
+function announcementData(data) {
+  check(isObject(data), "an announcement is an object");
+  const ts = integer(field(data, "ts"));
+  check(ts !== null, "ts: a whole number");
+  const expiresRaw = field(data, "expires_at");
+  const expiresAt = expiresRaw === null ? null : integer(expiresRaw);
+  check(expiresRaw === null || expiresAt !== null, "expires_at: a whole number or null");
+  const id = announcementId(field(data, "id"));
+  const rooms = field(data, "rooms", []);
+  check(Array.isArray(rooms), "rooms: a list");
+  for (const room of rooms) check(typeof room === "string" && ROOM_ID.test(room), "a room id");
+  const cleanRooms = [...new Set(rooms)].sort();
+  check(cleanRooms.length <= MAX_ROOMS_PER_ANNOUNCEMENT, "at most 500 rooms");
+  const priority = field(data, "priority", "info");
+  check(expiresAt === null || priority !== "emergency", "an emergency does not expire");
+  check(expiresAt === null || expiresAt > ts, "expires after it is posted");
+  const clean = texts(field(data, "text"));
+  check(typeof priority === "string" && PRIORITIES.has(priority), "a known priority");
+  return { id, text: clean, priority, rooms: cleanRooms, ts, expires_at: expiresAt };
+}
+
+function retraction(data) {
+  check(isObject(data), "a retraction is an object");
+  announcementId(field(data, "id"));
+  const reason = field(data, "reason");
+  check(reason === null || typeof reason === "string", "reason: a string");
+  return data;
+}
+
+function daysIn(year, month) {
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  return [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1];
+}
+
+function instant(value) {
+  const match = typeof value === "string" ? INSTANT.exec(value) : null;
+  check(match !== null, "an ISO 8601 time with an offset");
+  const [year, month, day, hour, minute, second, offHours, offMinutes] =
+    match.slice(1).map((part) => Number(part ?? 0));
+  check(year >= 1 && month >= 1 && month <= 12 && day >= 1 && day <= daysIn(year, month)
+    && hour <= 23 && minute <= 59 && second <= 59 && offHours <= 23 && offMinutes <= 59,
+  "a real date, time and offset");
+}
+
+function changes(value) {
+  check(Array.isArray(value) && value.every(isObject), "changes: a list of objects");
+  return value;
+}
+
+function programData(data) {
+  check(isObject(data), "a program is an object");
+  const room = field(data, "room");
+  check(isObject(room), "a program's room");
+  const name = field(room, "name");
+  check(name === null || typeof name === "string", "a room's name");
+  const sessions = field(data, "sessions");
+  check(Array.isArray(sessions), "sessions: a list");
+  for (const session of sessions) {
+    check(isObject(session), "a session is an object");
+    const id = field(session, "id");
+    check(typeof id === "string" && id !== "", "a session's id");
+    instant(field(session, "start"));
+    instant(field(session, "end"));
+  }
+  changes(field(data, "changes", []));
+  return data;
+}
+
+function scheduleData(data) {
+  check(isObject(data), "a schedule is an object");
+  const etag = field(data, "etag");
+  check(typeof etag === "string" && etag !== "", "an etag");
+  const conference = field(data, "conference");
+  check(conference === null || isObject(conference), "conference: an object");
+  changes(field(data, "changes", []));
+  const total = field(data, "changes_total");
+  check(total === null || (integer(total) !== null && total >= 0), "changes_total >= 0");
+  return data;
+}
+
+const VALIDATORS = {
+  status: statusData, announce: announcementData, retract: retraction,
+  program: programData, schedule: scheduleData,
+};
+
+// A room's name per language: only texts are kept (feed/reducer.py's _names).
+function names(value) {
+  if (!isObject(value)) return {};
+  return Object.fromEntries(Object.entries(value).filter(([, one]) => typeof one === "string"));
+}
+
+function alive(a, nowMs) {
+  if (!isObject(a)) return false;
+  const expiresAt = integer(a.expires_at); // an expiry that is not a whole number never comes due
+  return expiresAt === null || expiresAt > nowMs;
+}
+
+function unexpired(announcements, nowMs) {
+  return Array.isArray(announcements) ? announcements.filter((a) => alive(a, nowMs)) : [];
+}
+
+function reduce(state, kind, data, ts) {
+  if (!Object.hasOwn(VALIDATORS, kind)) return state; // a kind for newer readers
+  const clean = VALIDATORS[kind](data);
+  const announcements = unexpired(state.announcements, ts);
   switch (kind) {
     case "status":
-      return {
-        ...state, announcements, status: data.status, delay: data.delay || 0,
-        session: data.session ?? null, moved_to: data.moved_to ?? null,
-      };
+      return { ...state, ...clean, announcements };
     case "announce": {
-      const kept = announcements.filter((a) => a.id !== data.id);
-      kept.push(data);
+      const kept = announcements.filter((a) => a.id !== clean.id);
+      kept.push(clean);
       return { ...state, announcements: kept.slice(-MAX_ANNOUNCEMENTS) };
     }
     case "retract":
-      return { ...state, announcements: announcements.filter((a) => a.id !== data.id) };
-    case "program":
-      if (!Array.isArray(data.sessions)) return state;
+      return { ...state, announcements: announcements.filter((a) => a.id !== clean.id) };
+    case "program": {
+      const room = field(clean, "room");
       return {
-        ...state, announcements, name: data.room?.name ?? null,
-        names: data.room?.names && typeof data.room.names === "object" ? data.room.names : {},
-        sessions: data.sessions,
+        ...state, name: field(room, "name"), names: names(field(room, "names")),
+        sessions: field(clean, "sessions"), announcements,
       };
-    case "schedule":
+    }
+    default: { // schedule
+      const held = Array.isArray(state.changes) ? state.changes : [];
       return {
-        ...state, announcements,
-        schedule: { etag: data.etag, conference: data.conference },
-        changes: [...(state.changes || []), ...(data.changes || [])].slice(-MAX_CHANGES),
+        ...state,
+        schedule: { etag: field(clean, "etag"), conference: field(clean, "conference") },
+        changes: [...held, ...field(clean, "changes", [])].slice(-MAX_CHANGES),
+        announcements,
       };
-    default:
-      return state;
+    }
+  }
+}
+
+// The state after one event, as the server computes it. Never throws: an event it cannot apply
+// leaves the state as it was (only the position advances), and the next events still apply.
+export function apply(state, kind, data, ts) {
+  try {
+    return reduce(state, kind, data, ts);
+  } catch (error) {
+    if (!(error instanceof Invalid)) console.error("feed: an event could not be applied", error);
+    return state;
   }
 }
 
