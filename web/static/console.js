@@ -5,7 +5,8 @@
 import { FeedClient, inLanguage, nowAndNext, pageOptions } from "/static/feed-client.js";
 import { chooseLanguage, fill, setLanguage, t as base } from "/static/i18n.js";
 import {
-  $, badge, bdi, clockText, connectionBanner, el, keyed, languageButtons, setText,
+  $, badge, bdi, clockText, connectionBanner, el, keyed, knowRooms, languageButtons, roomName,
+  setText,
 } from "/static/ui.js";
 
 const TEXT = {
@@ -229,7 +230,7 @@ function roomPanel(room) {
   const channel = `room:${room.id}`;
   const box = el("div", null, { class: "room", "data-room": room.id });
   const heading = el("h3");
-  heading.append(bdi(room.name));
+  heading.append(bdi(roomName(room, lang, room.id)));
   const status = el("span", null, { class: "badge" });
   heading.append(status);
   const buttons = el("div", null, { class: "actions" });
@@ -421,6 +422,7 @@ async function signIn() {
   $("title").focus();
   renderWho();
   const program = await fetch("/api/schedule").then((a) => (a.ok ? a.json() : { rooms: [] }));
+  knowRooms(program.rooms);
   const known = program.rooms.length ? program.rooms : me.rooms.map((id) => ({ id, name: id }));
   rooms = me.role === "operator" ? known.filter((r) => me.rooms.includes(r.id)) : known;
   $("rooms").replaceChildren(...rooms.map(roomPanel));

@@ -5,7 +5,8 @@ import { FeedClient, inLanguage, nowAndNext, pageOptions, shown } from "/static/
 import { chooseLanguage, setLanguage, t as base } from "/static/i18n.js";
 import {
   $, announcementItems, bdi, clockText, connectionBanner, el, emergencyOverlay, guarded,
-  keyed, languageButtons, ltr, minutes, roomHeading, sessionMeta, sessionTitle, setText, statusText,
+  keyed, knowRooms, languageButtons, ltr, minutes, roomHeading, roomName, sessionMeta, sessionTitle,
+  setText, statusText,
 } from "/static/ui.js";
 
 // Operator statuses that stop the session on now: its row says so instead of the time left.
@@ -90,7 +91,7 @@ function roomCard(room, now) {
   const filtering = $("track").value || $("language").value || $("favourites-only").checked;
   if (filtering && !shown.length) return null;
   const card = el("article", null, { class: "card", "data-room": room.id });
-  card.append(roomHeading(state.name || room.name, state, lang, feed));
+  card.append(roomHeading(roomName(state.name ? state : room, lang, room.id), state, lang, feed));
   if (current && wanted(current)) {
     const outcome = shown(state, now);
     const stopped = outcome.source === "operator" && outcome.session === current.id
@@ -113,7 +114,8 @@ function changeItems(now) {
     const outcome = shown(state, now);
     if (outcome.source === "operator" && NEWS.has(outcome.status)) {
       const item = el("li");
-      item.append(el("span", statusText(state, lang), { class: "kind" }), " ", bdi(room.name));
+      item.append(el("span", statusText(state, lang), { class: "kind" }), " ",
+        bdi(roomName(state.name ? state : room, lang, room.id)));
       items.push(item);
     }
   }
@@ -187,6 +189,7 @@ async function loadProgram() {
       if (answer.ok) {
         const loaded = await answer.json();
         loaded.etag = (answer.headers.get("ETag") || "").replaceAll('"', "") || null;
+        knowRooms(loaded.rooms);
         return loaded;
       }
       if (answer.status === 404) return { conference: null, rooms: [], sessions: [], etag: null };

@@ -4,7 +4,7 @@ import { FeedClient, nowAndNext, pageOptions } from "/static/feed-client.js";
 import { chooseLanguage, setLanguage, t } from "/static/i18n.js";
 import {
   $, announcementItems, bdi, clockText, connectionBanner, el, emergencyOverlay, guarded,
-  keyed, languageButtons, ltr, minutes, roomHeading, sessionBlock, setText,
+  keyed, knowRooms, languageButtons, ltr, minutes, roomHeading, roomName, sessionBlock, setText,
 } from "/static/ui.js";
 
 let lang = chooseLanguage();
@@ -16,7 +16,9 @@ async function programRooms() {
   const answer = await fetch("/api/schedule", { signal: AbortSignal.timeout(5000) });
   if (answer.ok) {
     etag = (answer.headers.get("ETag") || "").replaceAll('"', "") || null;
-    return (await answer.json()).rooms;
+    const { rooms } = await answer.json();
+    knowRooms(rooms);
+    return rooms;
   }
   if (answer.status !== 404) throw new Error(`${answer.status}`);
   const channels = await (await fetch("/api/channels")).json(); // no program imported yet
@@ -28,7 +30,7 @@ function card(room, now) {
   const state = feed.state(`room:${room.id}`);
   const time = (ms) => clockText(feed, lang, ms);
   const box = el("article", null, { class: "card", "data-room": room.id });
-  box.append(roomHeading(state.name || room.name, state, lang, feed));
+  box.append(roomHeading(roomName(state.name ? state : room, lang, room.id), state, lang, feed));
   const { now: current, next } = nowAndNext(state.sessions, now, state.delay);
   if (current) {
     box.append(el("p", t(lang, "now"), { class: "label" }),

@@ -3,7 +3,7 @@ import { FeedClient, nowAndNext, pageOptions } from "/static/feed-client.js";
 import { chooseLanguage, setLanguage, t } from "/static/i18n.js";
 import {
   $, announcementItems, badge, bdi, clockText, connectionBanner, el, emergencyOverlay, guarded,
-  keyed, languageButtons, ltr, minutes, sessionBlock, setText, statusText,
+  keyed, knowRooms, languageButtons, ltr, minutes, roomName, sessionBlock, setText, statusText,
 } from "/static/ui.js";
 
 // Operator statuses that say the session on now is not going on as the program has it: beside
@@ -40,7 +40,8 @@ function render() {
       $("clock").setAttribute("aria-label", t(lang, "clock"));
     },
     () => {
-      const name = known() ? state.name || room : t(lang, "unknown_room");
+      const name = known() ? roomName(state, lang, room) : t(lang, "unknown_room");
+      rooms(feed.state("venue").schedule?.etag ?? null);
       document.title = name;
       keyed($("room"), name, () => [bdi(name)]);
       outcome = badge($("status"), state, lang, feed);
@@ -74,6 +75,18 @@ function render() {
       if (emergency) feed.ack(emergency.id); // on display: tell the console
     },
   );
+}
+
+// The program's rooms, read again with each new version: a room moved elsewhere names its
+// destination in the page's language.
+let roomsOf;
+function rooms(etag) {
+  if (etag === roomsOf) return;
+  roomsOf = etag;
+  fetch("/api/schedule", { signal: AbortSignal.timeout(5000) })
+    .then((answer) => (answer.ok ? answer.json() : { rooms: [] }))
+    .then((program) => { knowRooms(program.rooms); render(); })
+    .catch(() => { roomsOf = undefined; }); // offline: try again on a later render
 }
 
 setLanguage(lang);

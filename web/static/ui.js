@@ -82,6 +82,30 @@ export function sessionTitle(session, lang) {
   return inLanguage(titles || session.title, lang);
 }
 
+// A room's name in the reader's language, with the fallback announcements use: `room` is a
+// program room ({id, name, names}) or a room's state ({name, names}); `fallback` (its id) when
+// the program names it not at all.
+export function roomName(room, lang, fallback = "") {
+  if (!room) return fallback;
+  const names = room.names && Object.keys(room.names).length ? room.names : null;
+  return inLanguage(names || room.name, lang) || fallback;
+}
+
+// The program's rooms by id, so that a moved room names its destination in the reader's
+// language; each page fills it from GET /api/schedule.
+const programRooms = new Map();
+
+export function knowRooms(rooms) {
+  programRooms.clear();
+  for (const r of rooms || []) if (r && typeof r.id === "string") programRooms.set(r.id, r);
+}
+
+// A session's track in the reader's language (its colour stays the track's own).
+export function trackName(session, lang) {
+  const tracks = session.tracks && Object.keys(session.tracks).length ? session.tracks : null;
+  return inLanguage(tracks || session.track, lang);
+}
+
 // Whole minutes from now until `ms` away, never negative: "10 minutes left", "in 5 minutes"
 // (i18n.js words the count with the language's plural rules).
 export function minutes(ms) {
@@ -89,13 +113,13 @@ export function minutes(ms) {
 }
 
 // A session's speakers, track, language (on screens) and when, as one line.
-export function sessionMeta(session, whenText, { language = true } = {}) {
+export function sessionMeta(session, whenText, { language = true, lang = null } = {}) {
   const meta = el("p", null, { class: "meta" });
   if (session.speakers?.length) meta.append(bdi(session.speakers.join(", ")));
   if (session.track) {
     const track = el("span", null, { class: "track" });
     track.style.setProperty("--track", trackColour(session.track));
-    track.append(bdi(session.track));
+    track.append(bdi(lang ? trackName(session, lang) : session.track));
     meta.append(track);
   }
   if (language && session.language) meta.append(el("span", session.language, { class: "lang" }));
@@ -107,7 +131,7 @@ export function sessionBlock(session, lang, whenText) {
   const box = el("div");
   const title = el("p", null, { class: "title" });
   title.append(bdi(sessionTitle(session, lang)));
-  box.append(title, sessionMeta(session, whenText));
+  box.append(title, sessionMeta(session, whenText, { lang }));
   return box;
 }
 
@@ -124,7 +148,8 @@ export function roomHeading(name, state, lang, feed) {
 // The operator's status in words ("" before any).
 export function statusText(state, lang) {
   if (!state.status) return "";
-  return t(lang, `status_${state.status}`, { n: state.delay || 0, room: state.moved_to || "" });
+  const to = state.moved_to ? roomName(programRooms.get(state.moved_to), lang, state.moved_to) : "";
+  return t(lang, `status_${state.status}`, { n: state.delay || 0, room: to });
 }
 
 // What the program says of the room (`outcome` from shown() with source "program"): on now,
