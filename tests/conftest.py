@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -126,6 +127,7 @@ class FeedServer:
     cwd: Path
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
+    open_files: int | None = None  # the process's open-file limit (soft and hard), if set
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -147,6 +149,7 @@ class FeedServer:
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=self._limit if self.open_files else None,  # noqa: PLW1509
             )
         deadline = time.monotonic() + timeout
         path = "/readyz" if wait_ready else "/healthz"
@@ -158,6 +161,10 @@ class FeedServer:
                     return
             time.sleep(0.05)
         raise RuntimeError(f"feed serve not ready in {timeout} s:\n{self.log()}")
+
+    def _limit(self) -> None:
+        assert self.open_files is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -185,10 +192,12 @@ def feed_server(tmp_path: Path) -> Iterator[Callable[..., FeedServer]]:
         *extra: str,
         wait_ready: bool = True,
         env: dict[str, str] | None = None,
+        open_files: int | None = None,
     ) -> FeedServer:
         args = [*extra] + (["--redis-url", redis_url] if redis_url else [])
         base = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
         server = FeedServer(free_port(), args, tmp_path, base | (env or {}))
+        server.open_files = open_files
         servers.append(server)
         server.start(wait_ready=wait_ready)
         return server

@@ -31,7 +31,8 @@ from feed.clock import REAL, Clock
 from feed.embedded import EmbeddedRedis, die_with_parent
 from feed.errors import InvalidMessage
 from feed.settings import Settings
-from web.app import create_app
+from web.app import METRICS, create_app
+from web.capacity import Capacity, CapacityCollector, cap_for
 
 log = logging.getLogger(__name__)
 
@@ -114,27 +115,47 @@ async def serve_app(
     log.info("%s", zones.summary(zones.trusted(), settings.venue_zone, clock.ms()))
     files = raise_open_file_limit()
     if files < 4096:
-        log.warning("open files are limited to %d: at most about that many clients", files)
+        log.warning("open files are limited to %d: at most %d clients", files, cap_for(files))
     app = create_app(settings, url, clock=clock, demo=demo)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    capacity = Capacity.from_limit()
+    loop.set_exception_handler(capacity.exception_handler(loop.get_exception_handler()))
+    listener: asyncio.Server | None = None
     try:
         await runner.setup()
-        # A long accept queue: after a wifi blip thousands of phones reconnect at once.
-        site = web.TCPSite(
-            runner, settings.host, settings.port, backlog=BACKLOG, reuse_port=reuse_port or None
+        server = runner.server
+        assert server is not None
+
+        def connections() -> int:
+            # aiohttp keeps its connections in a dict; its public list is a copy per call, too
+            # dear on every accept of a reconnect storm.
+            held = getattr(server, "_connections", None)
+            return len(held) if held is not None else len(server.connections)
+
+        app[METRICS].register(CapacityCollector(capacity, connections))
+        # A long accept queue: after a wifi blip thousands of phones reconnect at once. At the
+        # cap, a connection is answered 503 at once instead (web/capacity.py).
+        listener = await loop.create_server(
+            capacity.factory(server, connections),
+            settings.host,
+            settings.port,
+            backlog=BACKLOG,
+            reuse_port=reuse_port or None,
         )
-        await site.start()
         log.info(
-            "feed serving on http://%s:%d (Redis: %s)", settings.host, settings.port, redacted(url)
-        )
+            "feed serving on http://%s:%d (Redis: %s); at most %d connections",
+            settings.host, settings.port, redacted(url), capacity.cap,
+        )  # fmt: skip
         tune_gc(settings.gc)
         await stop.wait()
         log.info("stopping")
     finally:
+        if listener is not None:
+            listener.close()  # no new connections while the others are closed with 1001
         await runner.cleanup()
 
 
