@@ -28,7 +28,9 @@ from urllib.parse import urlsplit
 import orjson
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-CONNECTS_AT_ONCE = 64  # handshakes in flight per process: beyond, a server's accept queue fills
+# Handshakes in flight per process. After a wifi blip every phone tries at once; the server's
+# accept queue (1024 per worker) and its backoff answers are what should limit, not this.
+CONNECTS_AT_ONCE = 256
 MARK = "bench "  # the text of a benchmark announcement starts with this, then the publish time
 TEXT_MARK = b'"text":"' + MARK.encode()
 EVENT = b'{"type":"event",'  # how the server's events start (feed.protocol.Event.frame)
@@ -60,6 +62,12 @@ class Track:
     subscribed_at: float = 0.0  # when the server last confirmed the subscription
     resumed: bool | None = None  # what that confirmation said
     closes: dict[int, int] = field(default_factory=dict)  # close codes the server sent
+    rooms: tuple[str, ...] = ()  # the quiet channels this client follows beside the measured one
+    # (epoch, seq) of each of those, to resume them too
+    positions: dict[str, tuple[str, int]] = field(default_factory=dict)
+    waiting: set[str] = field(default_factory=set)  # channels not yet confirmed live
+    # The last (re)connection's steps, in time.time(): asked, TCP connected, upgraded, subscribed
+    steps: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
 
     def expect(self, base: int, count: int) -> None:
         self.base, self.got = base, bytearray(count)
@@ -85,6 +93,7 @@ class WsClient(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.track.steps[1] = time.time()
         transport.write(self.gen.handshake)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -106,6 +115,7 @@ class WsClient(asyncio.Protocol):
                 self.transport.abort()
                 return
             self.open = True
+            self.track.steps[2] = time.time()
             self.gen.opened(self)
         pos, size = 0, len(buf)
         while size - pos >= 2:
@@ -144,7 +154,9 @@ class WsClient(asyncio.Protocol):
 class Generator:
     """The clients of one process, and the counters the bench reads back."""
 
-    def __init__(self, url: str, channel: str) -> None:
+    def __init__(
+        self, url: str, channel: str, rooms: tuple[str, ...] = (), sources: tuple[str, ...] = ()
+    ) -> None:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         key = base64.b64encode(os.urandom(16))
@@ -155,6 +167,13 @@ class Generator:
             f"Sec-WebSocket-Key: {key.decode()}\r\n\r\n"
         ).encode()
         self.channel = channel
+        # Like door screens and phones: each client follows the measured channel (`venue`) and
+        # one or two quiet rooms, whose snapshots and resumes the server serves too.
+        self.rooms = rooms
+        # Local addresses to connect from, in turn: one address has about 28,000 ports to a
+        # server's port, and a closed connection holds its port for a minute (TIME_WAIT).
+        self.sources = sources or ("127.0.0.1",)
+        self._next_source = 0
         self.clients: list[WsClient] = []
         self.tracks: list[Track] = []
         self.latencies = array("d")  # milliseconds, one per message received
@@ -170,9 +189,18 @@ class Generator:
 
     async def connect(self, count: int, within: float) -> dict[str, Any]:
         """Open `count` more clients, each subscribed to the channel."""
-        tracks = [Track() for _ in range(count)]
+        first = len(self.tracks)
+        tracks = [Track(rooms=self._rooms_for(first + i)) for i in range(count)]
         self.tracks.extend(tracks)
         return await self._open_all(tracks, resume=False, within=within)
+
+    def _rooms_for(self, i: int) -> tuple[str, ...]:
+        if not self.rooms:
+            return ()
+        one = self.rooms[i % len(self.rooms)]
+        if i % 2 or len(self.rooms) < 2:
+            return (one,)
+        return (one, self.rooms[(i + 1) % len(self.rooms)])
 
     async def _open_all(
         self, tracks: list[Track], *, resume: bool, within: float
@@ -195,8 +223,16 @@ class Generator:
                 subscribed = loop.create_future()
                 client = WsClient(self, track)
                 self._pending_subs[client] = subscribed
+                source = self.sources[self._next_source % len(self.sources)]
+                self._next_source += 1
+                track.steps[0] = time.time()
                 try:
-                    await loop.create_connection(lambda c=client: c, self.host, self.port)  # type: ignore[misc]
+                    await loop.create_connection(
+                        lambda c=client: c,  # type: ignore[misc]
+                        self.host,
+                        self.port,
+                        local_addr=(source, 0),
+                    )
                     await asyncio.wait_for(subscribed, max(0.1, deadline - time.time()))
                     self.clients.append(client)
                     return True
@@ -211,11 +247,15 @@ class Generator:
         return False
 
     def opened(self, client: WsClient) -> None:
-        since = {}
+        since: dict[str, dict[str, Any]] = {}
         track = client.track
         if track.epoch is not None:
             since = {self.channel: {"epoch": track.epoch, "seq": track.contiguous()}}
-        client.send({"type": "subscribe", "channels": [self.channel], "since": since})
+        for room, (epoch, seq) in track.positions.items():
+            since[room] = {"epoch": epoch, "seq": seq}
+        channels = [self.channel, *track.rooms]
+        track.waiting = set(channels)
+        client.send({"type": "subscribe", "channels": channels, "since": since})
 
     async def storm(self, within: float) -> dict[str, Any]:
         """Drop every client at once, then reconnect them all, each resuming from its last seq."""
@@ -228,10 +268,16 @@ class Generator:
             track.resumed = None
         opened = await self._open_all(self.tracks, resume=True, within=within)
         resumed_at = max((t.subscribed_at for t in self.tracks), default=started)
+        steps = array("d")  # per client: waited for a slot, TCP, upgrade, subscribe (seconds)
+        for t in self.tracks:
+            asked, tcp, upgraded, done = t.steps
+            if done >= upgraded >= tcp >= asked > 0:
+                steps.extend((asked - started, tcp - asked, upgraded - tcp, done - upgraded))
         return opened | {
             "resumed": sum(t.resumed is True for t in self.tracks),
             "snapshots": sum(t.resumed is False for t in self.tracks),
             "all_resumed_after": resumed_at - started,
+            "steps": steps.tobytes(),
         }
 
     # ---- messages ---------------------------------------------------------------------------
@@ -263,10 +309,17 @@ class Generator:
                     self._done.set_result(None)
             return
         msg = orjson.loads(payload)
-        if msg.get("type") == "subscribed":
+        if msg.get("type") != "subscribed":
+            return
+        channel = msg.get("channel")
+        if channel == self.channel:
             track.epoch = msg.get("epoch", track.epoch)
             track.resumed = msg.get("resumed")
-            track.subscribed_at = time.time()
+        elif isinstance(channel, str) and channel in track.rooms and "epoch" in msg:
+            track.positions[channel] = (msg["epoch"], msg["seq"])
+        track.waiting.discard(channel)
+        if not track.waiting:  # every channel of the client is live: it is back
+            track.subscribed_at = track.steps[3] = time.time()
             if (waiting := self._pending_subs.get(client)) is not None and not waiting.done():
                 waiting.set_result(None)
 
@@ -307,17 +360,18 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def serve(conn: Connection, url: str, channel: str) -> None:
+def serve(
+    conn: Connection, url: str, channel: str, rooms: tuple[str, ...], sources: tuple[str, ...]
+) -> None:
     """The body of a load generator process: obey the bench's commands until told to stop.
 
     Commands are tuples: ("connect", count, timeout), ("expect", base, count),
     ("wait", timeout), ("storm", timeout), ("stop",). Each gets one reply, a dict, which also
     carries the process's CPU seconds so far."""
-    asyncio.run(_serve(conn, url, channel))
+    asyncio.run(_serve(conn, Generator(url, channel, rooms, sources)))
 
 
-async def _serve(conn: Connection, url: str, channel: str) -> None:
-    gen = Generator(url, channel)
+async def _serve(conn: Connection, gen: Generator) -> None:
     loop = asyncio.get_running_loop()
     while True:
         command = await loop.run_in_executor(None, conn.recv)

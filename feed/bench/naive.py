@@ -88,11 +88,13 @@ def create_app(redis_url: str) -> web.Application:
     return app
 
 
-async def main(port: int, redis_url: str) -> None:
+async def main(port: int, redis_url: str, reuse_port: bool = False) -> None:
     runner = web.AppRunner(create_app(redis_url), handle_signals=False, access_log=None)
     await runner.setup()
     # The same accept queue as `feed serve`: the comparison is about fan-out, not accepting.
-    await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+    await web.TCPSite(
+        runner, "127.0.0.1", port, backlog=1024, reuse_port=reuse_port or None
+    ).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -105,5 +107,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--redis-url", required=True)
+    parser.add_argument(
+        "--reuse-port", action="store_true", help="share the port with other processes"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.port, args.redis_url))
+    asyncio.run(main(args.port, args.redis_url, args.reuse_port))

@@ -44,8 +44,8 @@ from feed.embedded import RedisProcess, free_port
 from feed.errors import InvalidMessage
 from publisher import Publisher
 
-CHANNEL = "room:bench"
-IDLE_CHANNEL = "room:bench-idle"
+CHANNEL = "venue"  # the measured channel: announcements to everyone
+CONNECTIONS_PER_SOURCE = 10_000  # clients per local address (one has about 28,000 ports)
 TEXT_BYTES = 200  # announcement text: with its envelope, a frame of about 300 bytes
 ANNOUNCEMENT_IDS = 8  # ids reused, so the channel's snapshot stays small
 TICK = os.sysconf("SC_CLK_TCK")
@@ -70,7 +70,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=True,
         help="also measure the naive baseline (default: yes)",
     )
-    p.add_argument("--workers", type=int, default=1, help="`feed serve --workers` (1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="`feed serve --workers`, and as many naive processes sharing the port (1)",
+    )
+    p.add_argument(
+        "--rooms",
+        type=int,
+        default=6,
+        help="quiet rooms; each client follows venue and one or two of them (6)",
+    )
     p.add_argument(
         "--loadgens",
         type=int,
@@ -131,7 +142,7 @@ def memory(pid: int) -> dict[str, int]:
 @dataclass
 class Server:
     kind: str  # "feed" or "naive"
-    proc: subprocess.Popen[bytes]
+    procs: list[subprocess.Popen[bytes]]  # the feed's supervisor, or each naive process
     port: int
     log: Path
 
@@ -139,13 +150,22 @@ class Server:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
+    def cpu(self) -> float:
+        return sum(cpu_seconds(p.pid) for p in self.procs)
+
+    def memory(self) -> dict[str, int]:
+        found = [memory(p.pid) for p in self.procs]
+        return {"rss": sum(m["rss"] for m in found), "peak": sum(m["peak"] for m in found)}
+
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def start_server(kind: str, redis_url: str, workdir: Path, args: argparse.Namespace) -> Server:
@@ -172,22 +192,21 @@ def start_server(kind: str, redis_url: str, workdir: Path, args: argparse.Namesp
             name, _, value = assignment.partition("=")
             env[name] = value
     else:
-        command = [
-            sys.executable,
-            "-m",
-            "feed.bench.naive",
-            "--port",
-            str(port),
-            "--redis-url",
-            redis_url,
-        ]
+        # As many naive processes as feed workers, sharing the port: one process may not hold
+        # 20,000 files here, and the comparison is about fan-out, not about process count.
+        command = [sys.executable, "-m", "feed.bench.naive", "--port", str(port)]
+        command += ["--redis-url", redis_url, "--reuse-port"]
     log = workdir / f"{kind}-{port}.log"
+    copies = args.workers if kind == "naive" else 1
     with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    server = Server(kind, proc, port, log)
+        procs = [
+            subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+            for _ in range(copies)
+        ]
+    server = Server(kind, procs, port, log)
     deadline = time.monotonic() + 30
     while not ping_http(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
+        if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
             server.stop()
             raise RuntimeError(f"{kind} server did not start:\n{log.read_text()}")
         time.sleep(0.1)
@@ -212,13 +231,20 @@ class LoadGens:
     procs: list[BaseProcess] = field(default_factory=list)
 
     @classmethod
-    def start(cls, count: int, url: str, channel: str) -> LoadGens:
+    def start(cls, count: int, url: str, rooms: int, clients: int) -> LoadGens:
         context = multiprocessing.get_context("spawn")
         gens = cls()
+        names = tuple(f"room:bench-{i + 1}" for i in range(rooms))
+        # Several loopback addresses (127.0.0.2, ...) when one would run short of ports.
+        sources = tuple(
+            f"127.0.0.{2 + i}" for i in range(max(1, -(-clients // CONNECTIONS_PER_SOURCE)))
+        )
         for i in range(count):
             mine, theirs = context.Pipe()
             proc = context.Process(
-                target=loadgen.serve, args=(theirs, url, channel), name=f"bench-loadgen-{i}"
+                target=loadgen.serve,
+                args=(theirs, url, CHANNEL, names, sources),
+                name=f"bench-loadgen-{i}",
             )
             proc.start()
             gens.conns.append(mine)
@@ -266,9 +292,7 @@ def text(n: int) -> str:
 
 
 async def publish(pub: Publisher, n: int) -> None:
-    await pub.announce(
-        text(n), rooms=[CHANNEL.split(":", 1)[1]], announcement_id=f"bench-{n % ANNOUNCEMENT_IDS}"
-    )
+    await pub.announce(text(n), announcement_id=f"bench-{n % ANNOUNCEMENT_IDS}")
 
 
 async def publish_paced(pub: Publisher, count: int, rate: float | None) -> float:
@@ -279,6 +303,25 @@ async def publish_paced(pub: Publisher, count: int, rate: float | None) -> float
             await asyncio.sleep(max(0.0, started + n / rate - time.time()))
         await publish(pub, n)
     return started
+
+
+STORM_STEPS = ("slot", "tcp", "upgrade", "subscribe")
+
+
+def storm_steps(flat: array[float]) -> dict[str, dict[str, float]]:
+    """Where a reconnect storm's time goes, per client: waiting in the load generator for a
+    connection slot, the TCP connect (the kernel's accept queue), the websocket upgrade (the
+    server accepting and answering 101), and the subscription with its catch-up (resume or
+    snapshot, until every channel is live). p50/p99/max of each, in seconds."""
+    out = {}
+    for i, name in enumerate(STORM_STEPS):
+        values = sorted(flat[i :: len(STORM_STEPS)])
+        out[name] = {
+            "p50": quantile(values, 0.5),
+            "p99": quantile(values, 0.99),
+            "max": values[-1] if values else float("nan"),
+        }
+    return out
 
 
 def quantile(sorted_values: list[float], q: float) -> float:
@@ -334,7 +377,7 @@ async def scenario(
     count = args.messages
     await gens.call(("expect", base, count))
     cpu = (
-        cpu_seconds(server.proc.pid),
+        server.cpu(),
         cpu_seconds(redis.proc.pid if redis.proc else 0),
         gens.cpu(),
     )
@@ -343,18 +386,22 @@ async def scenario(
     if storm:
         await asyncio.sleep(count / (rate or 1) / 3)  # a third of the way in
         replies = await gens.call(("storm", args.timeout))
+        steps = array("d")
+        for r in replies:
+            steps.frombytes(r["steps"])
         storm_result = {
             "clients": sum(r["clients"] for r in replies),
             "failed": sum(r["failed"] for r in replies),
             "resumed": sum(r["resumed"] for r in replies),
             "snapshots": sum(r["snapshots"] for r in replies),
             "all_resumed_after_s": max(r["all_resumed_after"] for r in replies),
+            "steps_s": storm_steps(steps),
         }
     started = await publishing
     published = time.time()
     replies = await gens.call(("wait", args.timeout))
     result = summarize(replies, started)
-    server_cpu = cpu_seconds(server.proc.pid) - cpu[0]
+    server_cpu = server.cpu() - cpu[0]
     result |= {
         "scenario": name,
         "server": server.kind,
@@ -369,7 +416,7 @@ async def scenario(
         "server_us_per_delivery": server_cpu / result["received"] * 1e6
         if result["received"]
         else float("nan"),
-        "server_memory": memory(server.proc.pid),
+        "server_memory": server.memory(),
     }
     if storm_result is not None:
         result["storm"] = storm_result
@@ -377,19 +424,19 @@ async def scenario(
 
 
 async def idle(redis: RedisProcess, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Memory of `--idle` connections, subscribed and quiet, in one server process."""
-    single = argparse.Namespace(**{**vars(args), "workers": 1})
-    server = start_server("feed", redis.url, workdir, single)
-    gens = LoadGens.start(args.loadgens, server.url, IDLE_CHANNEL)
+    """Server memory for `--idle` connections, subscribed and quiet (summed over workers)."""
+    server = start_server("feed", redis.url, workdir, args)
+    gens = LoadGens.start(args.loadgens, server.url, args.rooms, args.idle)
     try:
         await asyncio.sleep(1.0)
-        before = memory(server.proc.pid)["rss"]
+        before = server.memory()["rss"]
         opened = await gens.connect(args.idle, args.timeout)
         await asyncio.sleep(2.0)  # let the last handshakes' garbage go
-        after = memory(server.proc.pid)["rss"]
+        after = server.memory()["rss"]
         return {
             "scenario": "idle",
             "server": "feed",
+            "workers": args.workers,
             "clients": opened["clients"],
             "failed": opened["failed"],
             "connect_s": opened["seconds"],
@@ -412,7 +459,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             for kind in ("feed", "naive") if args.baseline else ("feed",):
                 for n in counts:
                     server = start_server(kind, redis.url, workdir, args)
-                    gens = LoadGens.start(args.loadgens, server.url, CHANNEL)
+                    gens = LoadGens.start(args.loadgens, server.url, args.rooms, n)
                     try:
                         opened = await gens.connect(n, args.timeout)
                         say(
@@ -550,6 +597,10 @@ def line(r: dict[str, Any]) -> str:
         text_ += (
             f"; storm: {s['resumed']} resumed, {s['snapshots']} snapshots, "
             f"{s['failed']} failed, all back in {s['all_resumed_after_s']:.2f} s"
+        )
+        steps = s.get("steps_s") or {}
+        text_ += "; per client p50/p99/max s: " + ", ".join(
+            f"{name} {v['p50']:.2f}/{v['p99']:.2f}/{v['max']:.2f}" for name, v in steps.items()
         )
     return text_
 

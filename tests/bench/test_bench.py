@@ -18,6 +18,7 @@ def test_bench_measures_both_servers_and_counts_every_message(tmp_path: Path) ->
         feed_command(
             "bench", "--clients", "20,60", "--messages", "30", "--rate", "60", "--idle", "200",
             "--loadgens", "2", "--json", str(out), "--plot", str(plot), "--timeout", "60",
+            "--workers", "2", "--rooms", "3",
         ),
         capture_output=True, text=True, timeout=170, cwd=tmp_path, check=False,
     )  # fmt: skip
@@ -42,6 +43,10 @@ def test_bench_measures_both_servers_and_counts_every_message(tmp_path: Path) ->
         assert r["cpu_s"]["server"] >= 0 and r["server_memory"]["peak"] > 0
     storm = next(r["storm"] for r in runs if r["scenario"] == "storm")
     assert storm["resumed"] == 60 and storm["snapshots"] == 0 and storm["failed"] == 0
+    # Where the storm's time went, step by step, for every client.
+    assert set(storm["steps_s"]) == {"slot", "tcp", "upgrade", "subscribe"}
+    for step in storm["steps_s"].values():
+        assert 0 <= step["p50"] <= step["p99"] <= step["max"] < 60
     assert set(results["ratios"]) == {"burst@20", "rate@20", "burst@60", "rate@60"}
     assert plot.read_bytes().startswith(b"\x89PNG")
     assert "feed / naive, burst@60" in done.stdout
