@@ -26,7 +26,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from feed import keys, protocol, reducer
 from feed.errors import InvalidMessage, Unavailable, raise_if_cancelled
@@ -158,6 +158,18 @@ class Bus:
         if not isinstance(reply, list) or len(reply) < 3:
             raise Unavailable(f"unexpected reply from Redis for {channel}: {reply!r:.200}")
         return reply
+
+    async def refuses_writes(self, key: str, ttl_ms: int) -> str | None:
+        """Whether Redis takes a write now: None when it does, else its own words (out of memory,
+        a read-only replica, a failed save...). Unavailable when it cannot be reached at all.
+        The write is one small expiring key per server."""
+        try:
+            await self._redis.set(key, "1", px=ttl_ms)
+        except ResponseError as exc:
+            return str(exc)
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from exc
+        return None
 
     async def eviction_policy(self) -> str | None:
         """Redis's maxmemory-policy, or None when Redis does not say (CONFIG may be forbidden)."""

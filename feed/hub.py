@@ -26,6 +26,11 @@ from feed.reducer import State
 RECENT_EVENTS = 128  # events kept per channel to resume short gaps without asking Redis
 MAX_BUFFERED = 10_000  # events held while a channel syncs; past that a snapshot is cheaper
 MAX_IDLE_CHANNELS = 1024  # channels kept with no subscribers, for quick returns
+# A snapshot's bytes serve every subscriber of the same (epoch, seq) for up to this long, never
+# past the expiry of an announcement it holds: a thousand clients asking at once cost one
+# encoding, not a thousand (issue 18 §3). After that, the time-dependent view (now and next,
+# what the room shows, expiries) is computed again, and the bytes are reused if it is the same.
+SNAPSHOT_REUSE_MS = 1000
 
 
 class Sink(Protocol):
@@ -52,6 +57,18 @@ class _Waiting:
     pending: list[bytes] = field(default_factory=list)  # events after `upto`, held meanwhile
 
 
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """A channel's snapshot as last encoded, and the instants between which it holds as is."""
+
+    epoch: str
+    seq: int
+    built: int  # Unix ms
+    until: int  # Unix ms
+    view: State
+    frame: bytes
+
+
 @dataclass(slots=True)
 class Channel:
     name: str
@@ -67,6 +84,10 @@ class Channel:
     # How many of `buffered` had arrived when the sync read now in flight began: any of them
     # beyond the position that read returns cannot have been published (see `synced`).
     read_mark: int = 0
+    # Whether Redis holds the channel (something was published on it). One that it does not
+    # hold is served its initial state, and named by no metric label of its own.
+    exists: bool = False
+    snapshot: _Snapshot | None = None
 
     @property
     def position(self) -> Position | None:
@@ -86,6 +107,8 @@ class Counts:
     resumed: int = 0  # resumes served with exactly the missed events: no gap
     resumed_with_snapshot: int = 0  # resumes that needed a snapshot (too old, another epoch)
     impossible: int = 0  # bus events beyond what Redis holds, seen before it was read: dropped
+    snapshot_encodings: int = 0  # snapshots encoded; the others reused the same bytes
+    snapshot_reuses: int = 0
 
 
 class Hub:
@@ -187,10 +210,24 @@ class Hub:
         sink.send(protocol.subscribed(ch.name, ch.epoch, ch.seq, resumed))
 
     def _snapshot(self, ch: Channel) -> bytes:
+        """The channel's snapshot now: the bytes encoded before for this (epoch, seq) while
+        they still hold, else encoded once more."""
         assert ch.epoch is not None and ch.state is not None
-        return protocol.snapshot(
-            ch.name, ch.epoch, ch.seq, reducer.current(ch.state, self._now_ms())
-        )
+        now = self._now_ms()
+        last = ch.snapshot
+        same = last is not None and last.epoch == ch.epoch and last.seq == ch.seq
+        if same and last is not None and last.built <= now < last.until:
+            self.counts.snapshot_reuses += 1
+            return last.frame
+        view = reducer.current(ch.state, now)
+        if same and last is not None and view == last.view:
+            frame = last.frame
+            self.counts.snapshot_reuses += 1
+        else:
+            frame = protocol.snapshot(ch.name, ch.epoch, ch.seq, view)
+            self.counts.snapshot_encodings += 1
+        ch.snapshot = _Snapshot(ch.epoch, ch.seq, now, _holds_until(ch.state, now), view, frame)
+        return frame
 
     # ---- Redis side --------------------------------------------------------------------------
 
@@ -218,6 +255,7 @@ class Hub:
         assert ch.state is not None
         ch.state = reducer.apply(ch.state, ev.kind, ev.data, ev.ts)
         ch.seq = ev.seq
+        ch.exists = True
         frame = ev.frame()  # encoded once, the same bytes for every receiver
         ch.recent.append((ev.seq, frame))
         for sink in ch.subscribers:
@@ -240,7 +278,14 @@ class Hub:
             ch.read_mark = len(ch.buffered)
 
     def synced(
-        self, name: str, epoch: str, seq: int, state: State, events: list[Event]
+        self,
+        name: str,
+        epoch: str,
+        seq: int,
+        state: State,
+        events: list[Event],
+        *,
+        exists: bool = True,
     ) -> tuple[bool, list[tuple[Sink, NeedHistory]]]:
         """Bring a channel up to what Redis said: its (epoch, seq, state) and the events after the
         position the hub asked from; then apply what was buffered meanwhile, go live, and attach
@@ -251,6 +296,7 @@ class Hub:
         ch = self.channels.get(name)
         if ch is None:
             return False, []
+        ch.exists = ch.exists or exists
         # An event of this epoch that arrived before the read began, yet is beyond what Redis
         # holds, was never published there (a stray or forged message on the bus): Redis would
         # have it. Kept, it would ask for a sync after every sync, forever.
@@ -299,6 +345,7 @@ class Hub:
         no longer applies, get a fresh snapshot."""
         ch.epoch, ch.seq, ch.state = epoch, seq, state
         ch.recent.clear()
+        ch.snapshot = None
         if ch.subscribers:
             frame = self._snapshot(ch)
             for sink in ch.subscribers:
@@ -311,3 +358,14 @@ class Hub:
     def positions(self) -> dict[str, Position | None]:
         """Where each channel stands, for the sync reads after the subscription went live."""
         return {name: ch.position for name, ch in self.channels.items()}
+
+
+def _holds_until(state: State, now_ms: int) -> int:
+    """Until when a snapshot built at `now_ms` may be sent as is: a short while, and never past
+    the expiry of an announcement it holds."""
+    until = now_ms + SNAPSHOT_REUSE_MS
+    for note in state.get("announcements") or ():
+        expires_at = note.get("expires_at") if isinstance(note, dict) else None
+        if isinstance(expires_at, int) and now_ms < expires_at < until:
+            until = expires_at
+    return until

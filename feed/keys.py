@@ -56,6 +56,21 @@ def room_id(value: str) -> str:
     return value
 
 
+MAX_SCREEN_NAME = 64
+_SCREEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def screen_name(value: object) -> str:
+    """Validate a screen's name (a screen token's): 1-64 letters, digits, `.`, `_`, `-`."""
+    if not isinstance(value, str) or not _SCREEN_NAME.fullmatch(value):
+        raise InvalidMessage(
+            f"invalid screen name {brief_repr(value)}: 1-{MAX_SCREEN_NAME} letters, digits, '.',"
+            " '_' or '-', starting with a letter or a digit",
+            field="screen",
+        )
+    return value
+
+
 def room_channel(room: str) -> str:
     return ROOM_PREFIX + room_id(room)
 
@@ -145,6 +160,13 @@ def channel_of_meta(key: str) -> str | None:
 PRESENCE_PREFIX = "feed:presence:"  # + a server's id: hash "<channel>|<kind>" -> connections
 SCREENS = "feed:screens"  # hash: screen name -> JSON record
 RECEIPTS_PREFIX = "feed:receipts:"  # + an announcement id: hash screen name -> Unix ms
+
+
+WRITABLE_PREFIX = "feed:writable:"  # + a server's id: its check that Redis takes writes
+
+
+def writable_key(server_id: str) -> str:
+    return WRITABLE_PREFIX + server_id
 
 
 def presence_key(server_id: str) -> str:

@@ -50,7 +50,16 @@ class Ack:
     id: str
 
 
-ClientMessage = Subscribe | Unsubscribe | Ping | Ack
+@dataclass(frozen=True, slots=True)
+class Identify:
+    """A screen names itself with its screen token (which its page carries in its address's
+    fragment, never in a URL the server or a referrer sees)."""
+
+    token: str = field(repr=False)
+
+
+MAX_TOKEN = 200
+ClientMessage = Subscribe | Unsubscribe | Ping | Ack | Identify
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +134,14 @@ def parse_client(raw: bytes | str) -> ClientMessage:
         return Ping()
     if kind == "ack":
         return Ack(models.announcement_id_of(msg.get("id")))
+    if kind == "identify":
+        token = msg.get("token")
+        if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN:
+            raise InvalidMessage("'token' must be a screen token (feed token create --role screen)")
+        return Identify(token)
     raise InvalidMessage(
-        f"unknown message type {keys.brief_repr(kind)}: expected subscribe, unsubscribe, ping"
-        " or ack"
+        f"unknown message type {keys.brief_repr(kind)}: expected subscribe, unsubscribe, ping,"
+        " ack or identify"
     )
 
 
@@ -194,6 +208,11 @@ def hello(
             "venue": venue,
         }
     )
+
+
+def identified(screen: str, rooms: list[str]) -> bytes:
+    """The answer to a screen's `identify`: the name it is known by, and where it stands."""
+    return orjson.dumps({"type": "identified", "screen": screen, "rooms": rooms})
 
 
 def health(live: bool, server_time: int) -> bytes:

@@ -12,6 +12,8 @@ import asyncio
 import functools
 import logging
 import random
+import secrets
+from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
@@ -24,6 +26,9 @@ from feed.protocol import Position
 
 log = logging.getLogger(__name__)
 
+WRITES_EVERY = 5.0  # seconds between checks that Redis takes writes
+OTHER = "other"  # the label of channels neither in the program nor in Redis (metrics, presence)
+MAX_LABELS = 1000  # channels named in metrics and presence at most; the rest count as OTHER
 SYNC_BATCH = 64  # channels read from Redis concurrently in one round of the syncer
 HISTORY_READS = 16  # history reads for resuming clients in flight at once, per process
 
@@ -49,6 +54,12 @@ class Relay:
         # The imported program's room ids, as last read: None while no program is imported (any
         # room may be followed) or before the first read (nothing is refused on a guess).
         self.rooms: frozenset[str] | None = None
+        # Whether Redis takes writes (None: not known yet), and its words when it does not: a
+        # full Redis (maxmemory) or a read-only replica still serves every screen, but refuses
+        # every change, and says so on /readyz, /metrics and the console.
+        self.writable: bool | None = None
+        self.writes_refused = ""
+        self._server = secrets.token_hex(6)
         self.program_zone: str | None = None  # the zone the program's times were read in
         self._rooms_asked = 0
 
@@ -56,6 +67,7 @@ class Relay:
         """Follow the bus and keep channels synced until cancelled."""
         syncer = asyncio.create_task(self._supervise(self._syncer), name="feed-syncer")
         self._spawn(self._check_eviction_policy())
+        self._spawn(self._watch_writes())
         try:
             await self._supervise(
                 lambda: self.bus.follow(self._on_live, self._on_down, self._on_message)
@@ -86,7 +98,47 @@ class Relay:
                 policy,
             )
 
+    async def _watch_writes(self) -> None:
+        while True:
+            try:
+                refused = await self.bus.refuses_writes(
+                    keys.writable_key(self._server), int(3 * WRITES_EVERY * 1000)
+                )
+            except Unavailable:
+                pass  # unreachable: /readyz says so already; the last answer stands
+            else:
+                if refused and self.writable is not False:
+                    log.warning("Redis refuses writes: %s", refused)
+                elif not refused and self.writable is False:
+                    log.info("Redis takes writes again")
+                self.writable, self.writes_refused = not refused, refused or ""
+            await asyncio.sleep(WRITES_EVERY)
+
     # ---- what clients ask ---------------------------------------------------------------------
+
+    def label(self, channel: str) -> str:
+        """What metrics and presence call a channel: `venue`, a room of the program, or (with no
+        program) a room Redis holds; anything else is OTHER, so that nobody creates a series
+        or a presence field per name by merely asking for it."""
+        if channel == keys.VENUE:
+            return channel
+        if self.rooms is not None:
+            return channel if channel.removeprefix(keys.ROOM_PREFIX) in self.rooms else OTHER
+        ch = self.hub.channels.get(channel)
+        return channel if ch is not None and ch.exists else OTHER
+
+    def labelled(self, counts: Iterable[tuple[str, int]]) -> dict[str, int]:
+        """Counts per channel summed per label, at most MAX_LABELS of them besides OTHER (the
+        smallest fold into it)."""
+        total: Counter[str] = Counter()
+        for channel, count in counts:
+            total[self.label(channel)] += count
+        if len(total) > MAX_LABELS + 1:
+            other = total.pop(OTHER, 0)
+            kept = dict(total.most_common(MAX_LABELS))
+            kept[OTHER] = other + sum(total.values()) - sum(kept.values())
+            return kept
+        return dict(total)
 
     def allowed(self, channel: str) -> bool:
         """Whether clients may follow `channel`: `venue`, and the program's rooms once there is
@@ -242,7 +294,9 @@ class Relay:
             self._stale.add(name)
             return
         dropped = self.hub.counts.impossible
-        gap, needs = self.hub.synced(name, synced.epoch, synced.seq, synced.state, synced.events)
+        gap, needs = self.hub.synced(
+            name, synced.epoch, synced.seq, synced.state, synced.events, exists=synced.exists
+        )
         if self.hub.counts.impossible > dropped:
             log.warning(
                 "dropped %d event(s) of %s from the bus that Redis never stored (seq beyond %d)",

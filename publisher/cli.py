@@ -356,11 +356,17 @@ async def _token(args: argparse.Namespace, settings: Settings) -> str:
     try:
         if args.what == "create":
             secret, token = await tokens.create(bus, args.role, args.room, args.name)
-            scope = ", ".join(token.rooms) or "every room"
+            anywhere = "no room" if token.role == "screen" else "every room"
+            scope = ", ".join(token.rooms) or anywhere
+            how = (
+                "; open the screen with #token=<this token> at the end of its address"
+                if token.role == "screen"
+                else ""
+            )
             return (
                 f"{token.role} token {token.id} for {scope}"
                 + (f" ({token.name})" if token.name else "")
-                + f"; shown once, keep it safe:\n{secret}"
+                + f"{how}; shown once, keep it safe:\n{secret}"
             )
         if args.what == "list":
             rows = [

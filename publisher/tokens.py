@@ -2,7 +2,10 @@
 
 - `operator`: the status of the rooms named on the token;
 - `moderator`: announcements, and the status of every room;
-- `admin`: everything, including schedule imports.
+- `admin`: everything, including schedule imports;
+- `screen`: nothing in the API; on the feed's websocket it names one screen of the venue (its
+  token's name), which the console lists and whose receipts count (issue 18: a screen's name is
+  a claim only such a token makes). `--room` says where it stands, for the people who walk there.
 Viewers need no token: reading the feed is anonymous.
 
 A token reads `feed_<id>_<secret>`. Only a SHA-256 of the secret is stored (the secret is 256
@@ -32,6 +35,10 @@ class Role(StrEnum):
     OPERATOR = "operator"
     MODERATOR = "moderator"
     ADMIN = "admin"
+    SCREEN = "screen"
+
+
+STAFF = (Role.OPERATOR, Role.MODERATOR, Role.ADMIN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +58,18 @@ class Token:
             "created": self.created,
         }
 
+    def check_staff(self) -> None:
+        """Screen tokens sit in kiosks' addresses: they read nothing of the API."""
+        if self.role not in STAFF:
+            raise Forbidden("a screen token only names a screen on the feed; use a staff token")
+
     def check_status(self, room: str) -> None:
+        self.check_staff()
         if self.role == Role.OPERATOR and room not in self.rooms:
             raise Forbidden(f"this token covers the rooms {', '.join(self.rooms)}, not {room!r}")
 
     def check_announce(self) -> None:
+        self.check_staff()
         if self.role == Role.OPERATOR:
             raise Forbidden("announcements need a moderator or admin token")
 
@@ -76,14 +90,23 @@ def _token(record: dict[str, Any]) -> Token:
 async def create(bus: Bus, role: str, rooms: list[str], name: str = "") -> tuple[str, Token]:
     """A new token: returns the secret string (shown once) and what it allows."""
     if role not in Role.__members__.values():
-        raise InvalidMessage(f"unknown role {role!r}: use operator, moderator or admin")
+        raise InvalidMessage(f"unknown role {role!r}: use operator, moderator, admin or screen")
     clean_rooms = tuple(sorted({keys.room_id(r) for r in rooms}))
     if role == Role.OPERATOR and not clean_rooms:
         raise InvalidMessage("an operator token needs at least one --room")
-    if role != Role.OPERATOR and clean_rooms:
+    if role in (Role.MODERATOR, Role.ADMIN) and clean_rooms:
         raise InvalidMessage(f"a {role} token covers every room; do not name rooms")
     if len(name) > MAX_NAME or not name.isprintable():
         raise InvalidMessage(f"the name must be printable and at most {MAX_NAME} characters")
+    if role == Role.SCREEN:
+        keys.screen_name(name)
+        taken = [t for t in await list_all(bus) if t.role == Role.SCREEN and t.name == name]
+        if taken:
+            raise InvalidMessage(
+                f"screen {name!r} already has a token ({taken[0].id}): revoke it first"
+                " (feed token revoke ID), or name this screen otherwise",
+                field="name",
+            )
     secret = secrets.token_urlsafe(32)
     while True:  # a new id, never one in use (an overwrite would silently revoke a token)
         token = Token(secrets.token_hex(6), Role(role), clean_rooms, name)

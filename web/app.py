@@ -188,7 +188,7 @@ async def _publisher(app: web.Application) -> AsyncIterator[None]:
 
 async def _watchers(app: web.Application) -> AsyncIterator[None]:
     """Viewer counts, screens and receipts, reported to Redis every few seconds."""
-    watching = watchers.Watchers(app[api.PUBLISHER].bus, app[CLIENTS])
+    watching = watchers.Watchers(app[api.PUBLISHER].bus, app[CLIENTS], app[RELAY].labelled)
     app[watchers.WATCHERS] = watching
     task = asyncio.create_task(watching.run(), name="feed-presence")
     yield
@@ -242,10 +242,26 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+def _writes(relay: Relay) -> dict[str, str]:
+    """Whether Redis takes writes. A Redis that refuses them (out of memory, a read-only
+    replica) still lets every screen be served, so readiness does not depend on it; but every
+    change fails until it takes writes again, and operators must hear of it."""
+    if relay.writable is None:
+        return {"writes": "unknown"}
+    if relay.writable:
+        return {"writes": "accepted"}
+    return {
+        "writes": "refused",
+        "writes_refused": relay.writes_refused,  # Redis's own words
+        "writes_detail": f"Redis refuses writes ({relay.writes_refused}): screens are still"
+        " served, but no status, announcement or import can be published",
+    }
+
+
 async def readyz(request: web.Request) -> web.Response:
     relay = request.app[RELAY]
     if relay.live:
-        return web.json_response({"ready": True, "redis": "subscribed"})
+        return web.json_response({"ready": True, "redis": "subscribed", **_writes(relay)})
     if relay.subscribed:
         detail = "subscribed to Redis; catching up on missed events"
     else:
@@ -255,6 +271,7 @@ async def readyz(request: web.Request) -> web.Response:
             "ready": False,
             "redis": "catching-up" if relay.subscribed else "unavailable",
             "detail": detail,
+            **_writes(relay),
         },
         status=503,
     )

@@ -85,11 +85,14 @@ class FeedCollector(Collector):
             return
         hub = relay.hub
         subscribers = GaugeMetricFamily(
-            "feed_subscriptions", "Clients subscribed, by channel", labels=["channel"]
+            "feed_subscriptions",
+            "Clients subscribed, by channel: venue and the program's rooms (with no program, the "
+            "rooms Redis holds); other channels count as 'other'",
+            labels=["channel"],
         )
-        for name, ch in hub.channels.items():
-            if ch.subscribers:
-                subscribers.add_metric([name], len(ch.subscribers))
+        held = ((name, len(ch.subscribers)) for name, ch in hub.channels.items() if ch.subscribers)
+        for label, count in sorted(relay.labelled(held).items()):
+            subscribers.add_metric([label], count)
         yield subscribers
         counts = hub.counts
         yield _counter("feed_events", "Events received from Redis and fanned out", counts.events)
@@ -124,6 +127,21 @@ class FeedCollector(Collector):
         yield GaugeMetricFamily(
             "feed_ready", "1 while subscribed to Redis and caught up", value=float(relay.live)
         )
+        if relay.writable is not None:
+            yield GaugeMetricFamily(
+                "feed_redis_writable",
+                "1 while Redis takes writes, 0 while it refuses them (out of memory, read-only "
+                "replica): screens are still served, but no change can be made",
+                value=float(relay.writable),
+            )
+        snapshots = CounterMetricFamily(
+            "feed_snapshots",
+            "Snapshots sent, by whether they were encoded or reused the bytes of the same seq",
+            labels=["how"],
+        )
+        snapshots.add_metric(["encoded"], counts.snapshot_encodings)
+        snapshots.add_metric(["reused"], counts.snapshot_reuses)
+        yield snapshots
 
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:

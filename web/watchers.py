@@ -2,10 +2,13 @@
 screens showed an announcement.
 
 Each server reports every few seconds, in Redis, how many connections it holds per channel
-and kind (the counts expire with the server), and the records of the named screens connected
-to it (`/ws?screen=door-atlas-1`), kept by name with when they were last seen, so the console
-can say which screen is dark and where to walk. Screens acknowledge an announcement once it is
-on display (`{"type": "ack", "id": ...}`); the console asks who did and who did not.
+and kind (the counts expire with the server; channels are labelled as in the metrics, so the
+fields are bounded whatever names clients ask for), and the records of the screens connected to
+it. A screen is a screen token (`feed token create --role screen --name door-atlas-1`) that a
+kiosk's page presents on the websocket (`identify`): its record is kept by name with when it was
+last seen, so the console can say which screen is dark and where to walk. Only such screens are
+listed and acknowledge an announcement once it is on display (`{"type": "ack", "id": ...}`); the
+console asks who did and who did not. Anonymous clients are viewers, whatever they say.
 
     GET /api/presence                      viewers per room and kind
     GET /api/screens                       every known screen: online or not, last seen
@@ -20,14 +23,17 @@ import secrets
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from feed import keys
+from feed import keys, protocol
 from feed.bus import Bus
-from feed.errors import FeedError, InvalidMessage, LimitExceeded, raise_if_cancelled
+from feed.errors import FeedError, InvalidMessage, LimitExceeded, Unauthorized, raise_if_cancelled
+from feed.relay import OTHER
+from publisher import tokens
 from web import api
 from web.ws import Client
 
@@ -49,10 +55,14 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+Labels = Callable[[Iterable[tuple[str, int]]], dict[str, int]]
+
+
 class Watchers:
-    def __init__(self, bus: Bus, clients: set[Client]) -> None:
+    def __init__(self, bus: Bus, clients: set[Client], labelled: Labels) -> None:
         self.bus = bus
         self.clients = clients
+        self.labelled = labelled  # feed.relay.Relay.labelled: counts per bounded label
         self.server = f"{socket.gethostname()}-{secrets.token_hex(3)}"
         self._gone: dict[str, dict[str, Any]] = {}  # named screens that left since the report
         self._tasks: set[asyncio.Task[None]] = set()
@@ -62,6 +72,8 @@ class Watchers:
     def record(self, client: Client, *, online: bool) -> dict[str, Any]:
         return {
             "name": client.screen,
+            "token": client.token_id,
+            "rooms": list(client.rooms),
             "channels": sorted(client.channels),
             "online": online,
             "last_seen": now_ms(),
@@ -78,7 +90,10 @@ class Watchers:
         lists them by name), only once per announcement and connection, and only for an
         announcement on a channel it follows: nothing else reaches Redis."""
         if client.screen is None:
-            raise InvalidMessage("only a named screen (/ws?screen=NAME) acknowledges")
+            raise InvalidMessage(
+                "only a screen acknowledges: identify with its screen token first"
+                " (feed token create --role screen)"
+            )
         if announcement_id in client.acked:
             return
         if len(client.acked) >= MAX_ACKS_PER_CONNECTION:
@@ -95,8 +110,33 @@ class Watchers:
             except FeedError as exc:
                 log.info("could not record that %s shows %s: %s", screen, announcement_id, exc)
 
+    def counts(self) -> dict[str, int]:
+        """Connections by "<label>|<kind>", labels bounded as the metrics' are."""
+        held = Counter((ch, c.kind) for c in self.clients for ch in c.channels)
+        counts: dict[str, int] = {}
+        for kind in {kind for _, kind in held}:
+            mine = ((ch, n) for (ch, k), n in held.items() if k == kind)
+            for label, n in self.labelled(mine).items():
+                counts[f"{label}|{kind}"] = n
+        return counts
+
+    async def _revoked(self) -> None:
+        """Screens whose token was revoked stop being screens at once (within a report)."""
+        named = [c for c in self.clients if c.token_id is not None]
+        if not named:
+            return
+        valid = {t.id for t in await tokens.list_all(self.bus) if t.role == tokens.Role.SCREEN}
+        for client in named:
+            if client.token_id not in valid:
+                if client.screen is not None:
+                    self._gone[client.screen] = self.record(client, online=False)
+                client.screen, client.token_id, client.rooms = None, None, ()
+                gone = Unauthorized("this screen's token was revoked: it is a viewer now")
+                client.send(protocol.error(gone.code, gone.message))
+
     async def report(self) -> None:
-        counts = Counter(f"{ch}|{c.kind}" for c in self.clients for ch in c.channels)
+        await self._revoked()
+        counts = self.counts()
         here = {c.screen: c for c in self.clients if c.screen is not None}
         screens = {
             name: orjson.dumps(record)
@@ -107,7 +147,7 @@ class Watchers:
             {name: orjson.dumps(self.record(c, online=True)) for name, c in here.items()}
         )
         self._gone.clear()
-        await self.bus.report_presence(self.server, dict(counts), screens, ttl=int(STALE_AFTER))
+        await self.bus.report_presence(self.server, counts, screens, ttl=int(STALE_AFTER))
         self._reports += 1
         if self._reports % PRUNE_EVERY == 1:  # now and then, forget screens gone for long
             forgotten = [
@@ -144,44 +184,69 @@ class Watchers:
         return bool(record.get("online")) and fresh
 
 
+async def _staff(request: web.Request) -> None:
+    """Who is watching is for the staff: a screen token (it sits in a kiosk's address) gets 403."""
+    (await api.caller(request)).check_staff()
+
+
 async def get_presence(request: web.Request) -> web.Response:
-    await api.caller(request)
+    await _staff(request)
     counts = await request.app[WATCHERS].bus.presence()
     rooms: dict[str, dict[str, int]] = {}
+    other: dict[str, int] = {}
     for key, count in counts.items():
         channel, _, kind = key.rpartition("|")
+        if channel == OTHER:  # channels neither in the program nor in Redis
+            other[kind] = other.get(kind, 0) + count
+            continue
         place = keys.room_of(channel) or channel  # a room's id, or "venue"
         rooms.setdefault(place, {}).setdefault(kind, 0)
         rooms[place][kind] += count
-    return api.answer({"rooms": rooms, "stale_after_s": STALE_AFTER})
+    return api.answer({"rooms": rooms, "other": other, "stale_after_s": STALE_AFTER})
+
+
+async def registered(watchers: Watchers) -> list[dict[str, Any]]:
+    """Every screen token's screen, as last reported (never seen: offline, last seen null).
+    Records of anything else (revoked tokens, names claimed before screen tokens) are left out."""
+    now = now_ms()
+    records = {r["name"]: r for r in await watchers.bus.screens()}
+    screens = []
+    for token in await tokens.list_all(watchers.bus):
+        if token.role != tokens.Role.SCREEN:
+            continue
+        record = records.get(token.name)
+        if record is None or record.get("token") != token.id:
+            record = {"name": token.name, "channels": [], "last_seen": None, "server": None}
+        screens.append(
+            {**record, "token": token.id, "rooms": list(token.rooms),
+             "online": watchers.online(record, now)}
+        )  # fmt: skip
+    return sorted(screens, key=lambda r: str(r["name"]))
 
 
 async def get_screens(request: web.Request) -> web.Response:
-    await api.caller(request)
-    watchers = request.app[WATCHERS]
-    now = now_ms()
-    screens = [
-        {**record, "online": watchers.online(record, now)}
-        for record in await watchers.bus.screens()
-    ]
-    return api.answer({"screens": screens})
+    await _staff(request)
+    return api.answer({"screens": await registered(request.app[WATCHERS])})
 
 
 async def get_receipts(request: web.Request) -> web.Response:
-    await api.caller(request)
+    await _staff(request)
     announcement_id = request.match_info["id"]
     watchers = request.app[WATCHERS]
     bus = watchers.bus
-    shown = await bus.receipts(announcement_id)
+    screens = await registered(watchers)
+    names = {s["name"] for s in screens}
+    shown = {
+        name: at for name, at in (await bus.receipts(announcement_id)).items() if name in names
+    }
     record = await bus.announcement(announcement_id)
     channels = set(record["channels"]) if record else set()
-    now = now_ms()
     # The screens that should show it: those online now that follow one of its channels (all
     # of them when the announcement is no longer on record).
     expected = sorted(
-        r["name"]
-        for r in await bus.screens()
-        if watchers.online(r, now) and (not channels or channels & set(r.get("channels", [])))
+        s["name"]
+        for s in screens
+        if s["online"] and (not channels or channels & set(s.get("channels", [])))
     )
     return api.answer(
         {

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -35,9 +34,10 @@ from feed.errors import (
     NotFound,
     RateLimited,
 )
-from feed.protocol import Ack, Ping, Position, Subscribe, Unsubscribe
+from feed.protocol import Ack, Identify, Ping, Position, Subscribe, Unsubscribe
 from feed.relay import Relay
 from feed.settings import Settings
+from publisher import tokens
 from web.metrics import Histogram
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,10 @@ class Client:
         self.id = next(_ids)
         self.ws = ws
         self.kind = kind  # screen, phone, console or other: what the page said it is
-        self.screen = screen  # a screen's name (?screen=door-atlas-1), to find it at the venue
+        # A screen's name, to find it at the venue: only a screen token gives one (`identify`).
+        self.screen = screen
+        self.token_id: str | None = None  # the screen token that named it, to notice a revoke
+        self.rooms: tuple[str, ...] = ()  # where that token says the screen stands
         self.acked: set[str] = set()  # announcements this screen said it shows
         self.channels: set[str] = set()
         self.errors = 0
@@ -335,7 +338,7 @@ def venue_time(parts: Parts, relay: Relay, clock: Clock) -> dict[str, object]:
 
 
 async def handle(request: web.Request, parts: Parts) -> web.StreamResponse:
-    kind, screen = identity(request)  # a bad screen name is refused before anything else
+    kind, screen = identity(request)  # a bad ?screen= is refused before anything else
     address = parts.gate.admit(request)
     try:
         return await _serve(request, parts, kind, screen)
@@ -344,20 +347,17 @@ async def handle(request: web.Request, parts: Parts) -> web.StreamResponse:
 
 
 KINDS = ("screen", "phone", "console")
-_SCREEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def identity(request: web.Request) -> tuple[str, str | None]:
-    """What a client says it is: `?kind=screen|phone|console`, and a screen's name with
-    `?screen=door-atlas-1` (which implies a screen). Checked before the upgrade."""
+    """What a client says it is: `?kind=screen|phone|console`, for the counts only. `?screen=`
+    (from before screen tokens) still says `kind=screen`, and is still checked, but names
+    nothing: a screen's name is a claim only its screen token makes (`identify`)."""
     screen = request.query.get("screen") or None
-    if screen is not None and not _SCREEN_NAME.fullmatch(screen):
-        raise InvalidMessage(
-            f"invalid screen name {screen[:80]!r}: 1-64 letters, digits, '.', '_' or '-'",
-            field="screen",
-        )
+    if screen is not None:
+        keys.screen_name(screen)
     kind = "screen" if screen else request.query.get("kind", "other")
-    return (kind if kind in KINDS else "other"), screen
+    return (kind if kind in KINDS else "other"), None
 
 
 async def _serve(
@@ -386,7 +386,9 @@ async def _serve(
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                _receive(client, relay, presence, msg.data, clock)
+                token = _receive(client, relay, presence, msg.data, clock)
+                if token is not None:  # the next message waits: it may be an ack of this screen
+                    await _identify(client, relay, token)
             elif msg.type == WSMsgType.BINARY:
                 client.close(CloseCode.UNSUPPORTED, "send JSON text frames")
             if client.close_code is not None:
@@ -424,7 +426,35 @@ def follow(
         )
 
 
-def _receive(client: Client, relay: Relay, presence: Presence, data: str, clock: Clock) -> None:
+async def _identify(client: Client, relay: Relay, presented: str) -> None:
+    """A screen names itself with its screen token: from now on it is listed by that name, and
+    its acks are receipts. Any other token is refused: staff tokens stay in the console."""
+    try:
+        if client.token_id is not None:
+            raise InvalidMessage(f"this connection is already screen {client.screen!r}")
+        token = await tokens.verify(relay.bus, presented)
+        if token.role != tokens.Role.SCREEN:
+            raise Forbidden("only a screen token names a screen; staff tokens stay in the console")
+    except FeedError as exc:
+        _refuse(client, exc)
+        return
+    client.screen, client.token_id, client.rooms = token.name, token.id, token.rooms
+    client.kind = "screen"
+    client.send(protocol.identified(token.name, list(token.rooms)))
+
+
+def _refuse(client: Client, exc: FeedError) -> None:
+    client.errors += 1
+    client.send(protocol.error(exc.code, exc.message))
+    if client.errors >= MAX_ERRORS:
+        client.close(CloseCode.POLICY, "too many invalid messages")
+
+
+def _receive(
+    client: Client, relay: Relay, presence: Presence, data: str, clock: Clock
+) -> str | None:
+    """Handle one message at once; an `identify` needs Redis: its token is returned, for the
+    caller to check before it reads the next message."""
     try:
         msg = protocol.parse_client(data)
         if isinstance(msg, Subscribe | Unsubscribe) and not client.may_subscribe():
@@ -450,11 +480,10 @@ def _receive(client: Client, relay: Relay, presence: Presence, data: str, clock:
             if client.screen is not None and not known:
                 raise NotFound(f"no announcement {msg.id!r} on the channels this screen follows")
             presence.ack(client, msg.id)
+        elif isinstance(msg, Identify):
+            return msg.token
     except FeedError as exc:
-        client.errors += 1
-        client.send(protocol.error(exc.code, exc.message))
-        if client.errors >= MAX_ERRORS:
-            client.close(CloseCode.POLICY, "too many invalid messages")
+        _refuse(client, exc)
     except Exception:
         # A bug must cost at most this connection, never the process or the other clients.
         log.exception(
@@ -462,3 +491,4 @@ def _receive(client: Client, relay: Relay, presence: Presence, data: str, clock:
             extra={"conn": client.id},
         )  # fmt: skip
         client.close(CloseCode.INTERNAL, "internal error; reconnect")
+    return None

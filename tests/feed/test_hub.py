@@ -530,3 +530,62 @@ def test_an_event_ahead_that_came_during_the_read_is_kept_for_the_next_sync() ->
     again, _ = hub.synced(CH, E1, 3, state_at(3), [ev(2), ev(3)])
     assert again is False and sink.kinds() == ["event@2", "event@3", "event@4"]
     assert hub.counts.impossible == 0
+
+
+# ---- snapshots: encoded once per channel and seq (issue 18 §3) ---------------------------------
+
+
+def _note(note_id: str, expires_at: int | None) -> Event:
+    data = {"id": note_id, "text": "Salle pleine", "priority": "info", "rooms": ["atlas"],
+            "ts": TS, "expires_at": expires_at}  # fmt: skip
+    return Event(CH, E1, 4, "announce", data, TS)
+
+
+def test_subscribers_of_the_same_seq_share_one_encoding() -> None:
+    hub, first = make_hub(), Recorder()
+    loaded(hub, 3, first)
+    late = [Recorder() for _ in range(500)]
+    for sink in late:
+        hub.subscribe(sink, CH, None)
+    frames = {id(sink.raw[0]) for sink in late}
+    assert len(frames) == 1  # the very same bytes object for all of them
+    assert late[0].frames == [snapshot(3), subscribed(3, resumed=False)]
+    assert hub.counts.snapshot_encodings == 1  # the first load's, for all 501
+    assert hub.counts.snapshot_reuses == 500
+
+    feed(hub, [ev(4)])  # a new seq: encoded again, once
+    for sink in late[:10]:
+        hub.subscribe(sink, CH, None)
+    assert hub.counts.snapshot_encodings == 2
+    assert orjson.loads(late[0].raw[-2])["seq"] == 4
+
+
+def test_a_reused_snapshot_never_outlives_an_announcement_it_holds() -> None:
+    now = [NOW_MS / 1000]
+    hub = Hub(clock=lambda: now[0])
+    sink = Recorder()
+    loaded(hub, 3, sink)
+    feed(hub, [_note("brief", NOW_MS + 200)])
+    hub.subscribe(Recorder(), CH, None)
+    encodings = hub.counts.snapshot_encodings
+    now[0] = (NOW_MS + 100) / 1000  # still shown: the same bytes
+    again = Recorder()
+    hub.subscribe(again, CH, None)
+    assert hub.counts.snapshot_encodings == encodings
+    assert [a["id"] for a in again.frames[0]["state"]["announcements"]] == ["brief"]
+    now[0] = (NOW_MS + 200) / 1000  # expired: not in any snapshot from now on
+    after = Recorder()
+    hub.subscribe(after, CH, None)
+    assert hub.counts.snapshot_encodings == encodings + 1
+    assert after.frames[0]["state"]["announcements"] == []
+
+
+def test_past_the_reuse_window_the_same_view_keeps_its_bytes() -> None:
+    now = [NOW_MS / 1000]
+    hub = Hub(clock=lambda: now[0])
+    loaded(hub, 3, Recorder())
+    one, two = Recorder(), Recorder()
+    hub.subscribe(one, CH, None)
+    now[0] += 5 * hub_module.SNAPSHOT_REUSE_MS / 1000
+    hub.subscribe(two, CH, None)
+    assert one.raw[0] is two.raw[0]

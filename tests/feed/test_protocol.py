@@ -101,7 +101,7 @@ def test_unknown_type(kind: object) -> None:
     with pytest.raises(InvalidMessage) as info:
         protocol.parse_client(dumps({"type": kind, "channels": ["venue"]}))
     assert f"unknown message type {kind!r}" in info.value.message
-    assert "subscribe, unsubscribe, ping or ack" in info.value.message
+    assert "subscribe, unsubscribe, ping, ack or identify" in info.value.message
 
 
 def test_missing_type() -> None:
@@ -325,6 +325,17 @@ def test_server_messages() -> None:
 
 def test_ack_names_an_announcement() -> None:
     assert protocol.parse_client('{"type": "ack", "id": "a1b2"}') == protocol.Ack("a1b2")
+    token = "feed_0123456789ab_" + "s" * 43
+    identify = protocol.parse_client(f'{{"type": "identify", "token": "{token}"}}')
+    assert identify == protocol.Identify(token) and token not in repr(identify)
+    for bad in (
+        '{"type": "identify"}',
+        '{"type": "identify", "token": ""}',
+        '{"type": "identify", "token": 7}',
+        dumps({"type": "identify", "token": "x" * 201}),
+    ):
+        with pytest.raises(InvalidMessage, match="screen token"):
+            protocol.parse_client(bad)
     for bad in ('{"type": "ack"}', '{"type": "ack", "id": ""}', '{"type": "ack", "id": 7}'):
         with pytest.raises(InvalidMessage, match="announcement id"):
             protocol.parse_client(bad)

@@ -80,6 +80,8 @@ async def test_metrics_count_connections_deliveries_resumes_and_redis(
     assert m["feed_fanout_seconds_count"] >= 1
     assert m["feed_ready"] == 1
     assert m["feed_slow_disconnects_total"] == 0
+    assert m["feed_redis_writable"] == 1
+    assert m['feed_snapshots_total{how="encoded"}'] >= 1
     assert "process_resident_memory_bytes" in m
 
 
@@ -113,6 +115,15 @@ async def poll(
         await asyncio.sleep(0.25)
 
 
+async def identify(client: Any, token: str) -> dict[str, Any]:
+    """Present a screen token on the websocket, as a kiosk's page does; its answer."""
+    await client.send({"type": "identify", "token": token})
+    answer: dict[str, Any] = (await client.until(lambda m: m["type"] in ("identified", "error")))[
+        -1
+    ]
+    return answer
+
+
 async def test_viewers_screens_and_receipts_across_two_servers(
     redis: RedisProcess, feed_server: Servers
 ) -> None:
@@ -120,28 +131,47 @@ async def test_viewers_screens_and_receipts_across_two_servers(
     bus = Bus(redis.url)
     moderator, _ = await tokens.create(bus, "moderator", [], "desk")
     operator, _ = await tokens.create(bus, "operator", ["atlas"], "door")
-    await bus.aclose()
+    door_token, _ = await tokens.create(bus, "screen", ["atlas"], "door-atlas-1")
+    hall_token, hall = await tokens.create(bus, "screen", [], "hall-1")
+    await tokens.create(bus, "screen", [], "lobby-2")  # registered, never switched on
     async with (
         aiohttp.ClientSession() as http,
-        connect(a.ws_url + "?screen=door-atlas-1") as door,
-        connect(b.ws_url + "?screen=hall-1") as hall,
+        connect(a.ws_url) as door,
+        connect(b.ws_url) as hall_screen,
         connect(b.ws_url + "?kind=phone") as phone,
+        # An anonymous client that calls itself a screen: a viewer, whatever it says.
+        connect(a.ws_url + "?screen=door-atlas-1") as impostor,
     ):
+        assert await identify(door, door_token) == {
+            "type": "identified", "screen": "door-atlas-1", "rooms": ["atlas"]
+        }  # fmt: skip
+        assert (await identify(hall_screen, hall_token))["screen"] == "hall-1"
+        refused = await identify(phone, operator)  # a staff token names no screen
+        assert (refused["type"], refused["code"]) == ("error", "forbidden")
+        assert operator not in str(refused)
         await door.subscribe(["room:atlas", "venue"])
-        await hall.subscribe(["venue", "room:atlas", "room:anfa"])
+        await hall_screen.subscribe(["venue", "room:atlas", "room:anfa"])
         await phone.subscribe(["room:atlas"])
-        # Viewers per room, summed over both servers.
+        await impostor.subscribe(["venue"])
+        async with Publisher(redis.url) as pub:  # the rooms exist in Redis: counted by name
+            for room in ("atlas", "anfa"):
+                await pub.status(room, "live")
+        # Viewers per room, summed over both servers (the impostor counts as a screen).
         presence = await poll(
             http, a.url + "/api/presence", operator,
-            lambda p: p["rooms"].get("atlas") == {"screen": 2, "phone": 1},
+            lambda p: p["rooms"].get("atlas") == {"screen": 2, "phone": 1}
+            and p["rooms"].get("venue") == {"screen": 3},
         )  # fmt: skip
         assert presence["rooms"]["anfa"] == {"screen": 1}
-        assert presence["rooms"]["venue"] == {"screen": 2}
-        screens = await poll(http, b.url + "/api/screens", operator,
-                             lambda s: len(s["screens"]) == 2)  # fmt: skip
-        assert [(s["name"], s["online"]) for s in screens["screens"]] == [
-            ("door-atlas-1", True), ("hall-1", True)
+        # Only screen tokens' screens are listed, each once, online or not.
+        screens = await poll(
+            http, b.url + "/api/screens", operator,
+            lambda s: [x["online"] for x in s["screens"]] == [True, True, False],
+        )  # fmt: skip
+        assert [(s["name"], s["rooms"]) for s in screens["screens"]] == [
+            ("door-atlas-1", ["atlas"]), ("hall-1", []), ("lobby-2", [])
         ]  # fmt: skip
+        assert screens["screens"][2]["last_seen"] is None
         # An emergency: the door screen says it shows it, the hall screen does not.
         async with http.post(
             a.url + "/api/announcements",
@@ -149,26 +179,42 @@ async def test_viewers_screens_and_receipts_across_two_servers(
             headers={"Authorization": f"Bearer {moderator}"},
         ) as answer:
             made = await answer.json()
-        (event,) = await door.events(1)
+        event = (await door.until(lambda m: m.get("kind") == "announce"))[-1]
         await door.send({"type": "ack", "id": event["data"]["id"]})
+        # The impostor cannot fake a receipt, nor can a phone.
+        for viewer in (impostor, phone):
+            await viewer.send({"type": "ack", "id": made["id"]})
+            error = (await viewer.until(lambda m: m["type"] == "error"))[-1]
+            assert "screen token" in error["message"]
         receipts = await poll(
             http, b.url + f"/api/announcements/{made['id']}/receipts", moderator,
             lambda r: r["shown"],
         )  # fmt: skip
         assert [s["screen"] for s in receipts["shown"]] == ["door-atlas-1"]
         assert receipts["missing"] == ["hall-1"] and receipts["screens"] == 2
-        # Only a named screen may acknowledge.
-        await phone.send({"type": "ack", "id": made["id"]})
-        error = (await phone.until(lambda m: m["type"] == "error"))[-1]
-        assert "named screen" in error["message"]
+        # A screen's token reads nothing of the API; no token, nothing either.
+        for token, status in ((door_token, 403), (None, 401)):
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            for path in (
+                "/api/screens",
+                "/api/presence",
+                f"/api/announcements/{made['id']}/receipts",
+            ):
+                async with http.get(a.url + path, headers=headers) as answer:
+                    assert answer.status == status, path
+        # A revoked screen token: the screen is a viewer within a report, and no longer listed.
+        bus = Bus(redis.url)
+        await tokens.revoke(bus, hall.id)
+        await bus.aclose()
+        gone = (await hall_screen.until(lambda m: m["type"] == "error", timeout=15))[-1]
+        assert gone["code"] == "unauthorized"
         await door.conn.close()
         screens = await poll(
             http, a.url + "/api/screens", operator,
-            lambda s: [x["online"] for x in s["screens"]] == [False, True],
+            lambda s: [(x["name"], x["online"]) for x in s["screens"]]
+            == [("door-atlas-1", False), ("lobby-2", False)],
         )  # fmt: skip
         assert screens["screens"][0]["last_seen"] > 0
-        async with http.get(a.url + "/api/screens") as answer:
-            assert answer.status == 401
 
 
 async def test_the_grafana_dashboard_only_uses_metrics_the_server_has(

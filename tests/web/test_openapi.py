@@ -16,7 +16,7 @@ from feed.settings import Settings
 from web.app import create_app
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-ROLES = {"operator", "moderator", "admin"}
+ROLES = {"operator", "moderator", "admin", "screen"}
 
 
 def _document() -> dict[str, Any]:

@@ -265,15 +265,24 @@ async def test_named_screens_report_emergencies_on_display_to_the_console(
     server = feed_server(redis.url)
     bus = Bus(redis.url)
     moderator, _ = await tokens.create(bus, "moderator", [], "Régie")
+    # Each screen registered with its screen token, carried in its address's fragment.
+    door, _ = await tokens.create(bus, "screen", ["atlas"], "door-atlas-1")
+    hall, _ = await tokens.create(bus, "screen", [], "hall-1")
     await bus.aclose()
     async with Publisher(redis.url) as pub:
         await pub.import_program(EXPO.read_bytes(), source="expo.json")
     screens = []
-    for name, path in (("door-atlas-1", "room/atlas"), ("hall-1", "hall")):
+    for token, path in ((door, "room/atlas"), (hall, "hall")):
         page = await browser.new_page(viewport={"width": 1280, "height": 720})
-        await page.goto(f"{server.url}/screen/{path}?lang=en&screen={name}")
+        sent: list[str] = []  # what the page asks the server for: never its token
+        page.on("request", lambda r, sent=sent: sent.append(r.url + str(r.headers)))
+        await page.goto(f"{server.url}/screen/{path}?lang=en#token={token}")
         await expect(page.locator("body")).to_have_attribute("data-online", "true")
+        assert sent and not [line for line in sent if token in line]
         screens.append(page)
+    # An anonymous page that calls itself a screen is a viewer: not listed, no receipt.
+    impostor = await browser.new_page(viewport={"width": 1280, "height": 720})
+    await impostor.goto(f"{server.url}/screen/room/atlas?lang=en&screen=door-atlas-1")
     phone = await browser.new_page()
     await phone.goto(f"{server.url}/?lang=en")
     console = await browser.new_page(viewport={"width": 900, "height": 1400})
@@ -283,12 +292,13 @@ async def test_named_screens_report_emergencies_on_display_to_the_console(
     # Who is watching: both screens listed online, viewers counted per room.
     await expect(console.locator("#screens li[data-online=true]")).to_have_count(2, timeout=15_000)
     await expect(console.locator("[data-room=atlas] .viewers")).to_have_text(
-        "1 on phones · 2 screens", timeout=15_000
+        "1 on phones · 3 screens", timeout=15_000
     )
+    await expect(console.locator("#screens li")).to_have_count(2)
     await console.fill("textarea[name=en]", "Evacuate by the east doors")
     await console.select_option("select[name=priority]", "emergency")
     await console.click("#announce button[type=submit]")
-    for page in screens:
+    for page in (*screens, impostor):
         await expect(page.locator(".emergency-text")).to_have_text("Evacuate by the east doors")
     await expect(console.locator("#current .receipts")).to_have_text(
         "On 2 of 2 screens", timeout=15_000

@@ -68,6 +68,8 @@ PRINCIPALS = (
     "revoked-operator",
     "revoked-moderator",
     "revoked-admin",
+    "screen",
+    "revoked-screen",
 )
 
 # The rows: what is asked. Every HTTP endpoint of web/openapi.json, then the websocket (101: the
@@ -76,38 +78,41 @@ PRINCIPALS = (
 # only; 401 before 403); test_the_matrix_is_what_openapi_says recomputes it from the document.
 # fmt: off
 MATRIX: dict[str, tuple[int, ...]] = {
-    #                                   anon malf unkn opA  opB  mod  adm  rvOp rvMd rvAd
-    "GET /api/openapi.json":           (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
-    "GET /api/schedule":               (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
-    "GET /api/channels":               (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
-    "GET /healthz":                    (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
-    "GET /readyz":                     (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
-    "GET /ws (no upgrade)":            (400, 400, 400, 400, 400, 400, 400, 400, 400, 400),
-    "GET /api/me":                     (401, 401, 401, 200, 200, 200, 200, 401, 401, 401),
-    "POST /api/schedule":              (401, 401, 401, 403, 403, 403, 200, 401, 401, 401),
-    "POST /api/rooms/atlas/status":    (401, 401, 401, 200, 403, 200, 200, 401, 401, 401),
-    "POST /api/rooms/anfa/status":     (401, 401, 401, 403, 200, 200, 200, 401, 401, 401),
-    "POST /api/announcements (venue)": (401, 401, 401, 403, 403, 201, 201, 401, 401, 401),
-    "POST /api/announcements (atlas)": (401, 401, 401, 403, 403, 201, 201, 401, 401, 401),
-    "DELETE /api/announcements/{id}":  (401, 401, 401, 403, 403, 200, 200, 401, 401, 401),
-    "GET /":                           (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
-    "GET /console":                    (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
-    "GET /screen/hall":                (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
-    "GET /screen/room/atlas":          (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
-    "GET /sw.js":                      (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
-    "GET /manifest.webmanifest":       (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
-    "GET /metrics":                    (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
-    "GET /sse":                        (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
-    "GET /api/rooms/atlas/calendar.ics": (200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
-    "GET /api/presence":               (401, 401, 401, 200, 200, 200, 200, 401, 401, 401),
-    "GET /api/screens":                (401, 401, 401, 200, 200, 200, 200, 401, 401, 401),
-    "GET /api/announcements/{id}/receipts": (401, 401, 401, 200, 200, 200, 200, 401, 401, 401),
-    "WS connect":                      (101, 101, 101, 101, 101, 101, 101, 101, 101, 101),
-    "WS subscribe venue":              (101, 101, 101, 101, 101, 101, 101, 101, 101, 101),
-    "WS subscribe room:atlas":         (101, 101, 101, 101, 101, 101, 101, 101, 101, 101),
-    "WS unsubscribe":                  (101, 101, 101, 101, 101, 101, 101, 101, 101, 101),
-    "WS ping":                         (101, 101, 101, 101, 101, 101, 101, 101, 101, 101),
-    "WS try to publish a status":      (101, 101, 101, 101, 101, 101, 101, 101, 101, 101),
+    #                                   anon malf unkn opA  opB  mod  adm  rvOp rvMd rvAd scr  rvSc
+    "GET /api/openapi.json":           (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /api/schedule":               (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /api/channels":               (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /healthz":                    (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /readyz":                     (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /ws (no upgrade)":            (400, 400, 400, 400, 400, 400, 400, 400, 400, 400, 400, 400),
+    "GET /api/me":                     (401, 401, 401, 200, 200, 200, 200, 401, 401, 401, 200, 401),
+    "POST /api/schedule":              (401, 401, 401, 403, 403, 403, 200, 401, 401, 401, 403, 401),
+    "POST /api/rooms/atlas/status":    (401, 401, 401, 200, 403, 200, 200, 401, 401, 401, 403, 401),
+    "POST /api/rooms/anfa/status":     (401, 401, 401, 403, 200, 200, 200, 401, 401, 401, 403, 401),
+    "POST /api/announcements (venue)": (401, 401, 401, 403, 403, 201, 201, 401, 401, 401, 403, 401),
+    "POST /api/announcements (atlas)": (401, 401, 401, 403, 403, 201, 201, 401, 401, 401, 403, 401),
+    "DELETE /api/announcements/{id}":  (401, 401, 401, 403, 403, 200, 200, 401, 401, 401, 403, 401),
+    "GET /":                           (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /console":                    (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /screen/hall":                (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /screen/room/atlas":          (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /sw.js":                      (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /manifest.webmanifest":       (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /metrics":                    (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /sse":                        (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /api/rooms/atlas/calendar.ics":
+                                       (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "GET /api/presence":               (401, 401, 401, 200, 200, 200, 200, 401, 401, 401, 403, 401),
+    "GET /api/screens":                (401, 401, 401, 200, 200, 200, 200, 401, 401, 401, 403, 401),
+    "GET /api/announcements/{id}/receipts":
+                                       (401, 401, 401, 200, 200, 200, 200, 401, 401, 401, 403, 401),
+    "WS connect":                      (101, 101, 101, 101, 101, 101, 101, 101, 101, 101, 101, 101),
+    "WS subscribe venue":              (101, 101, 101, 101, 101, 101, 101, 101, 101, 101, 101, 101),
+    "WS subscribe room:atlas":         (101, 101, 101, 101, 101, 101, 101, 101, 101, 101, 101, 101),
+    "WS unsubscribe":                  (101, 101, 101, 101, 101, 101, 101, 101, 101, 101, 101, 101),
+    "WS ping":                         (101, 101, 101, 101, 101, 101, 101, 101, 101, 101, 101, 101),
+    "WS identify as a screen":         (101, 101, 101, 101, 101, 101, 101, 101, 101, 101, 101, 101),
+    "WS try to publish a status":      (101, 101, 101, 101, 101, 101, 101, 101, 101, 101, 101, 101),
 }
 # fmt: on
 
@@ -118,6 +123,7 @@ WS_ANSWERS = {
     "WS subscribe room:atlas": "subscribed",
     "WS unsubscribe": "unsubscribed",
     "WS ping": "pong",
+    "WS identify as a screen": "identified",  # with a screen token; "error" with anything else
     "WS try to publish a status": "error",
 }
 
@@ -186,11 +192,13 @@ HOLDS = {
     "operator-anfa": ("operator", ["anfa"]),
     "moderator": ("moderator", []),
     "admin": ("admin", []),
+    "screen": ("screen", []),
 }
 REVOKED = {
     "revoked-operator": ("operator", ["atlas"]),
     "revoked-moderator": ("moderator", []),
     "revoked-admin": ("admin", []),
+    "revoked-screen": ("screen", []),
 }
 
 
@@ -286,6 +294,13 @@ async def _ws_action(venue: Venue, row: str, auth: str | None) -> str:
     return the type of the server's answer."""
     headers = {"Authorization": auth} if auth else {}
     async with connect(venue.server.ws_url, additional_headers=headers) as client:
+        if row == "WS identify as a screen":  # the token goes in the message, never the header
+            await client.send({"type": "identify", "token": (auth or "Bearer none").split()[-1]})
+            answer = await client.recv()
+            if answer["type"] == "error":
+                assert answer["code"] in ("unauthorized", "forbidden"), answer
+                assert (auth or "none").split()[-1] not in str(answer)
+            return str(answer["type"])
         if row == "WS connect":
             return str(client.seen[0]["type"])
         if row in ("WS subscribe venue", "WS subscribe room:atlas"):
@@ -322,7 +337,8 @@ async def test_who_may_do_what(venue: Venue, row: str, who: str, expected: int) 
     before = await _positions(venue.redis_url)
     if row.startswith("WS "):
         assert expected == 101
-        assert await _ws_action(venue, row, auth) == WS_ANSWERS[row]
+        answer = WS_ANSWERS[row] if who == "screen" or "identify" not in row else "error"
+        assert await _ws_action(venue, row, auth) == answer
         assert await _positions(venue.redis_url) == before  # read-only
         return
 

@@ -37,7 +37,9 @@ const TEXT = {
     viewers_phones: "{n} on phones", viewers_screens: { one: "{n} screen", other: "{n} screens" },
     screens: "Screens",
     online: "online", offline: "offline, last seen {t}",
-    no_screens: "No named screen has connected yet: open a screen with ?screen=NAME in its address",
+    no_screens: "No screen registered yet. Register each one: feed token create --role screen --name door-atlas-1 --room atlas, then open it with #token=TOKEN at the end of its address (/screen/room/atlas#token=…)",
+    never: "never connected: open it with #token=TOKEN at the end of its address",
+    writes_refused: "Redis refuses changes ({why}): the screens keep what they show, but nothing can be sent until it takes writes again",
     receipts: { one: "On {shown} of {n} screen", other: "On {shown} of {n} screens" },
     missing: "not yet: {names}",
     plus5: "+5 min", plus10: "+10 min",
@@ -70,7 +72,9 @@ const TEXT = {
     viewers_phones: "{n} sur téléphone", viewers_screens: { one: "{n} écran", other: "{n} écrans" },
     screens: "Écrans",
     online: "en ligne", offline: "hors ligne, vu à {t}",
-    no_screens: "Aucun écran nommé connecté : ouvrez un écran avec ?screen=NOM dans son adresse",
+    no_screens: "Aucun écran enregistré. Enregistrez chacun : feed token create --role screen --name porte-atlas-1 --room atlas, puis ouvrez-le avec #token=JETON à la fin de son adresse (/screen/room/atlas#token=…)",
+    never: "jamais connecté : ouvrez-le avec #token=JETON à la fin de son adresse",
+    writes_refused: "Redis refuse les modifications ({why}) : les écrans gardent ce qu'ils affichent, mais rien ne peut être envoyé tant qu'il refuse d'écrire",
     receipts: { one: "Affichée sur {shown} de {n} écran", other: "Affichée sur {shown} des {n} écrans" },
     missing: "pas encore : {names}",
     plus5: "+5 min", plus10: "+10 min",
@@ -106,7 +110,9 @@ const TEXT = {
     },
     screens: "الشاشات",
     online: "متصلة", offline: "غير متصلة، آخر ظهور {t}",
-    no_screens: "لم تتصل أي شاشة مسماة بعد: افتح الشاشة مع ?screen=الاسم في عنوانها",
+    no_screens: "لا توجد شاشة مسجلة بعد. سجّل كل شاشة: feed token create --role screen --name door-atlas-1 --room atlas، ثم افتحها مع #token=الرمز في آخر عنوانها (/screen/room/atlas#token=…)",
+    never: "لم تتصل قط: افتحها مع #token=الرمز في آخر عنوانها",
+    writes_refused: "يرفض Redis التغييرات ({why}): تحتفظ الشاشات بما تعرضه، لكن لا يمكن إرسال أي شيء حتى يقبل الكتابة من جديد",
     receipts: {
       zero: "لا شاشة مسماة", one: "معروضة على {shown} من شاشة واحدة",
       two: "معروضة على {shown} من شاشتين", few: "معروضة على {shown} من {n} شاشات",
@@ -313,16 +319,31 @@ function renderScreens() {
   keyed($("screens"), JSON.stringify([lang, rows]), () => (rows.length ? rows.map(
     ([name, online, lastSeen, channels]) => {
       const item = el("li", null, { "data-screen": name, "data-online": String(online) });
-      const when = feed ? clockText(feed, lang, lastSeen) : "";
-      item.append(bdi(name), " ", el("span", online ? tr("online") : tr("offline", { t: when }),
-        { class: "state" }), " ", el("span", channels, { class: "channels", dir: "ltr" }));
+      const when = feed && lastSeen ? clockText(feed, lang, lastSeen) : "";
+      const state = online ? tr("online") : lastSeen ? tr("offline", { t: when }) : tr("never");
+      item.append(bdi(name), " ", el("span", state, { class: "state" }), " ",
+        el("span", channels, { class: "channels", dir: "ltr" }));
       return item;
     },
   ) : [el("li", tr("no_screens"), { class: "empty" })]));
 }
 
+// A Redis that refuses writes (out of memory, a read-only replica) still serves the screens,
+// so the feed looks fine; /readyz says it, and so does this page, before anyone tries to send.
+async function refreshWrites() {
+  const line = $("writes");
+  try {
+    const ready = await fetch("/readyz", { cache: "no-store" }).then((a) => a.json());
+    line.hidden = ready.writes !== "refused";
+    if (!line.hidden) setText(line, tr("writes_refused", { why: ready.writes_refused || "" }));
+  } catch {
+    // The server itself is away: the connection banner says so.
+  }
+}
+
 // Ask the servers who is watching; a failure only leaves the last answer on the page.
 async function refreshWatch() {
+  refreshWrites();
   try {
     const [presence, screens] = await Promise.all([
       api("GET", "/api/presence"), api("GET", "/api/screens")]);

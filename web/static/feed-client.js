@@ -12,14 +12,18 @@ const OPEN_TIMEOUT_MS = 10_000;
 const SSE_AFTER_FAILURES = 3; // websocket attempts in a row that never opened: use /sse...
 const WS_RETRY_AFTER_MS = 5 * 60_000; // ...and try websockets again after this long on it
 
-// What a page says about itself to the server, from its own address: ?screen=door-atlas-1
-// names a screen (the console lists it), ?transport=sse skips websockets altogether.
+// What a page says about itself to the server, from its own address: ?transport=sse skips
+// websockets altogether. A kiosk's screen token (feed token create --role screen) comes in the
+// address's fragment, #token=..., which browsers never send to a server nor in a referrer: the
+// page presents it on the websocket only, and the console then lists the screen by its name.
 export function pageOptions(kind) {
   const params = new URLSearchParams(location.search);
-  const screen = params.get("screen");
+  const screen = params.get("screen"); // from before screen tokens: only says kind=screen
+  const screenToken = new URLSearchParams(location.hash.slice(1)).get("token") || null;
   return {
     query: { kind, ...(screen ? { screen } : {}) },
     transport: params.get("transport") === "sse" ? "sse" : "auto",
+    screenToken,
   };
 }
 const MAX_ANNOUNCEMENTS = 50;
@@ -369,8 +373,10 @@ function savedVenue() {
 export class FeedClient extends EventTarget {
   // `persist` names a localStorage entry that keeps the last state across reloads: the page
   // shows it at once, even offline, and resumes from it instead of starting over.
-  constructor(channels, { url, persist, query, transport } = {}) {
+  constructor(channels, { url, persist, query, transport, screenToken } = {}) {
     super();
+    this.screenToken = screenToken || null;
+    this.screen = null; // the name the server knows this screen by, once its token is accepted
     this.channels = [...new Set(channels)];
     const search = new URLSearchParams(query || {}).toString();
     this.query = search ? `?${search}` : "";
@@ -461,6 +467,9 @@ export class FeedClient extends EventTarget {
       opened = true;
       this.failures = 0;
       this.acked.clear();
+      this.screen = null;
+      // First, so that the server knows the screen before anything it acknowledges.
+      if (this.screenToken) this.send({ type: "identify", token: this.screenToken });
       const since = {};
       for (const [channel, s] of this.states) since[channel] = { epoch: s.epoch, seq: s.seq };
       this.send({ type: "subscribe", channels: this.channels, since });
@@ -561,7 +570,9 @@ export class FeedClient extends EventTarget {
 
   // A screen says an announcement is on display (delivery receipts for emergencies).
   ack(id) {
-    if (this.acked.has(id) || !this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+    if (!this.screen || this.acked.has(id) || !this.ws || this.ws.readyState !== WebSocket.OPEN) {
+      return; // only a screen its token named acknowledges; anonymous pages are viewers
+    }
     this.acked.add(id);
     this.send({ type: "ack", id });
   }
@@ -663,7 +674,12 @@ export class FeedClient extends EventTarget {
         this.changed(msg.channel, msg);
         break;
       }
+      case "identified":
+        this.screen = msg.screen;
+        this.dispatchEvent(new CustomEvent("screen", { detail: { screen: msg.screen } }));
+        break;
       case "error":
+        if (msg.code === "unauthorized" || msg.code === "forbidden") this.screen = null;
         if (msg.code === "not_found" && Array.isArray(msg.channels)) {
           for (const channel of msg.channels) {
             this.unknown.add(channel);
