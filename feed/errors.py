@@ -75,6 +75,13 @@ class LimitExceeded(FeedError, ValueError):
     http_status = 413
 
 
+class RequestTimeout(FeedError, TimeoutError):
+    """A request whose body did not arrive in time (a slow client holds a connection)."""
+
+    code = "timeout"
+    http_status = 408
+
+
 class Unauthorized(FeedError, PermissionError):
     """No token, or one that is unknown or revoked."""
 

@@ -21,6 +21,7 @@ from feed.errors import (
     Forbidden,
     MalformedRequest,
     RateLimited,
+    RequestTimeout,
     Unauthorized,
     error_body,
     raise_if_cancelled,
@@ -46,6 +47,16 @@ METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics")
 
 EXPIRY_EVERY = 1.0  # seconds between looks for expired announcements
 MAX_UPLOAD = 32 * 1024 * 1024  # a program export; the largest real ones are about 1 MB
+# Slow clients hold connections (issue 18 §4): aiohttp has no timeout of its own for reading a
+# request's head, but it closes a connection that has not completed a request head this long
+# after it opened or after the previous answer (its keep-alive timer, which it arms at the
+# connection's start and does not move while bytes trickle in). So a head, a websocket upgrade
+# included, arrives within this, or the connection is closed; an idle keep-alive also ends then.
+HEAD_TIMEOUT = 10.0
+# A body gets this long, plus a second for every BODY_MIN_RATE bytes received: a real upload
+# on a slow network goes through, one that trickles is answered 408 and closed.
+BODY_TIMEOUT = 10.0
+BODY_MIN_RATE = 16 * 1024
 
 
 def _answer_unparsable_requests_in_json() -> None:
@@ -84,7 +95,11 @@ def create_app(
     """The application; `demo` also plays the demo program (see publisher/demo.py), on `clock`."""
     _answer_unparsable_requests_in_json()
     # CORS outermost: error answers carry its headers too, so pages can read why.
-    app = web.Application(middlewares=[cors, json_errors], client_max_size=MAX_UPLOAD)
+    app = web.Application(
+        middlewares=[cors, json_errors, slow_bodies],
+        client_max_size=MAX_UPLOAD,
+        handler_args={"keepalive_timeout": HEAD_TIMEOUT},
+    )
     app[SETTINGS] = settings
     app[REDIS_URL] = redis_url
     app[CLOCK] = clock
@@ -338,6 +353,45 @@ async def json_errors(
         message = "unexpected server error; it has been logged"
         body = {"error": {"code": "internal", "message": message, "field": None}}
         return web.json_response(body, status=500)
+
+
+@web.middleware
+async def slow_bodies(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A body that arrives slower than BODY_MIN_RATE after BODY_TIMEOUT fails its reader with
+    RequestTimeout (408), and the connection closes after that answer."""
+    body = request.content
+    if not request.body_exists or body.is_eof():
+        return await handler(request)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    def check() -> None:
+        if body.is_eof():
+            return
+        allowed = started + BODY_TIMEOUT + body.total_bytes / BODY_MIN_RATE
+        if loop.time() < allowed:
+            timers.append(loop.call_at(allowed, check))
+            return
+        body.set_exception(
+            RequestTimeout(
+                f"the request body did not arrive in time ({body.total_bytes} bytes in"
+                f" {loop.time() - started:.0f} s)"
+            )
+        )
+
+    timers = [loop.call_at(started + BODY_TIMEOUT, check)]
+    try:
+        return await handler(request)
+    except RequestTimeout as exc:
+        body.feed_eof()  # the rest of it is not read: the connection closes after this answer
+        late = web.json_response(error_body(exc), status=exc.http_status)
+        late.force_close()
+        return late
+    finally:
+        for timer in timers:
+            timer.cancel()
 
 
 CORS_HEADERS = {

@@ -337,8 +337,8 @@ async def test_who_may_do_what(venue: Venue, row: str, who: str, expected: int) 
     before = await _positions(venue.redis_url)
     if row.startswith("WS "):
         assert expected == 101
-        answer = WS_ANSWERS[row] if who == "screen" or "identify" not in row else "error"
-        assert await _ws_action(venue, row, auth) == answer
+        said = WS_ANSWERS[row] if who == "screen" or "identify" not in row else "error"
+        assert await _ws_action(venue, row, auth) == said
         assert await _positions(venue.redis_url) == before  # read-only
         return
 
