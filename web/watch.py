@@ -80,7 +80,7 @@ def describe(msg: dict[str, Any], offsets: Offsets | None = None) -> str | None:
         now = _clock(None, offsets)
         parts = [f"{now}  {ch:<16} snapshot #{msg.get('seq')} (epoch {msg.get('epoch')})"]
         if "status" in state:
-            parts.append(_status(state))
+            parts.append(_shown(state))
         for label in ("now", "next"):
             if isinstance(state.get(label), dict):
                 parts.append(f"\n{'':26}{label}: {_session(state[label])}")
@@ -116,6 +116,21 @@ def _session(s: dict[str, Any]) -> str:
     titles = s.get("titles")
     title = in_language(titles, READER_LANGUAGE) if titles else s.get("title")
     return f"{str(s.get('start', ''))[11:16]}-{str(s.get('end', ''))[11:16]}  {title}"
+
+
+def _shown(state: dict[str, Any]) -> str:
+    """What the room's screens show (the snapshot's `shown`, docs/protocol.md "What a room
+    shows"): the operator's status while it holds, else what the program says."""
+    shown = state.get("shown")
+    if not isinstance(shown, dict) or shown.get("source") != "program":
+        return _status(state)
+    said = {"on": "on now", "next": "next", "over": "over for today", "none": "no sessions"}
+    text = f"program: {said.get(str(shown.get('status')), shown.get('status'))}"
+    if shown.get("session"):
+        text += f" (session {shown['session']})"
+    if state.get("status"):
+        text += f"; the operator's {state['status']!s} no longer holds"
+    return text
 
 
 def _status(s: dict[str, Any]) -> str:

@@ -106,3 +106,18 @@ def test_times_are_printed_in_venue_time_from_the_servers_offsets() -> None:
     line = describe(event, [[0, 60], [1_796_648_400_000, 0]])
     assert line is not None and line.startswith("13:00:00  venue")
     assert (describe(event, [[0, -300]]) or "").startswith("07:00:00")
+
+
+def test_a_snapshot_line_says_what_the_screens_show() -> None:
+    from web.watch import describe  # noqa: PLC0415
+
+    def snapshot(state: dict[str, object]) -> str:
+        msg = {"type": "snapshot", "channel": "room:atlas", "seq": 4, "epoch": "e", "state": state}
+        return describe(msg) or ""
+
+    base = {"status": "full", "delay": 0, "session": "s1", "announcements": []}
+    held = {**base, "shown": {"source": "operator", "status": "full", "session": "s1"}}
+    assert "full (session s1)" in snapshot(held)
+    over = {**base, "shown": {"source": "program", "status": "on", "session": "s2"}}
+    line = snapshot(over)
+    assert "program: on now (session s2)" in line and "full no longer holds" in line
