@@ -87,9 +87,9 @@ function roomCard(room, now) {
   const state = feed.state(`room:${room.id}`);
   const time = (ms) => clockText(feed, lang, ms);
   const { now: current, next } = nowAndNext(state.sessions, now, state.delay);
-  const shown = [current, next].filter((s) => s && wanted(s));
+  const listed = [current, next].filter((s) => s && wanted(s));
   const filtering = $("track").value || $("language").value || $("favourites-only").checked;
-  if (filtering && !shown.length) return null;
+  if (filtering && !listed.length) return null;
   const card = el("article", null, { class: "card", "data-room": room.id });
   card.append(roomHeading(roomName(state.name ? state : room, lang, room.id), state, lang, feed));
   if (current && wanted(current)) {
