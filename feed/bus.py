@@ -25,10 +25,11 @@ from typing import Any, Protocol, TypeVar
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from feed import keys, protocol, reducer
+from feed import keys, protocol, reducer, sentinel
 from feed.errors import InvalidMessage, Unavailable, raise_if_cancelled
 from feed.protocol import Event, Position
 from feed.reducer import State
@@ -42,8 +43,19 @@ PROBE_EVERY = 5.0  # seconds between probes published to this process's own prob
 PROBE_TIMEOUT = 3.0  # ...each of which must come back through the subscription within this
 
 
+# Redis's words for "not a primary to write to": a replica (READONLY), or an old primary left
+# without its replicas by a failover, refusing writes by its min-replicas-to-write (NOREPLICAS).
+# Alone, or quoted in a script's error.
+_NOT_PRIMARY = ("READONLY", "NOREPLICAS")
+PRIMARY_CHECK_EVERY = 1.0  # seconds: under Sentinel, how often a publisher asks who is primary
 _USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)([^@]*)@(?=[^@]*$)", re.IGNORECASE)
-URL_FORMS = "redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or unix:///path"
+URL_FORMS = (
+    "redis://[[user]:password@]host[:port][/db], rediss://... (TLS), unix:///path or"
+    f" {sentinel.FORM}"
+)
+# How long a publish waits for FEED_REDIS_MIN_REPLICAS replicas to confirm it (WAIT) before it
+# is refused: replicas on a venue's network answer in milliseconds; a second is a lost replica.
+WAIT_TIMEOUT_MS = 1000
 
 
 def redacted(url: str) -> str:
@@ -60,11 +72,69 @@ def _hide(userinfo: str) -> str:
 
 def check_url(url: str) -> str:
     """A Redis URL redis-py can use, or InvalidMessage saying so (without its password)."""
+    if sentinel.is_sentinel(url):
+        try:
+            sentinel.parse(url)
+        except InvalidMessage as exc:
+            raise InvalidMessage(f"invalid Redis URL {redacted(url)!r}: {exc.message}") from None
+        return url
     try:
         aioredis.connection.parse_url(url)
     except (ValueError, TypeError):
         raise InvalidMessage(f"invalid Redis URL {redacted(url)!r}: use {URL_FORMS}") from None
     return url
+
+
+def default_min_replicas(url: str) -> int:
+    """Replicas a publish waits for when FEED_REDIS_MIN_REPLICAS is not set: one under
+    Sentinel (a change is acknowledged only once it would survive a failover), none with one
+    Redis (there is no replica to wait for; its append-only file is what keeps changes)."""
+    return 1 if sentinel.is_sentinel(url) else 0
+
+
+class _Client:
+    """A redis-py client for one of our URLs, with what must be closed beside it."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        self.sentinels: Sentinel | None = None
+        if not sentinel.is_sentinel(url):
+            self.redis: aioredis.Redis = aioredis.Redis.from_url(url, **options)
+            return
+        parts = sentinel.parse(url)
+        # Sentinels are asked briefly, one after the other: one that is down must not hold up
+        # finding the primary through the others.
+        self.sentinels = Sentinel(
+            list(parts.sentinels),
+            sentinel_kwargs={"socket_connect_timeout": 1, "socket_timeout": 1},
+        )
+        # Every connection of this pool asks the sentinels for the primary when it connects,
+        # and redis-py drops one that meets a READONLY (a demoted primary): the retry of the
+        # command then reaches the new primary.
+        self.redis = self.sentinels.master_for(
+            parts.service,
+            db=parts.db,
+            username=parts.username,
+            password=parts.password,
+            **options,
+        )
+
+    async def primary(self) -> tuple[str, int] | None:
+        """Under Sentinel, the primary's address as the sentinels tell it now (pooled idle
+        connections to another server are dropped on the way); None otherwise."""
+        if self.sentinels is None:
+            return None
+        pool = self.redis.connection_pool
+        assert isinstance(pool, SentinelConnectionPool)
+        host, port = await pool.get_master_address()  # type: ignore[no-untyped-call]
+        return str(host), int(port)
+
+    async def aclose(self) -> None:
+        client: _Closable = self.redis
+        with contextlib.suppress(RedisError, OSError):
+            await asyncio.wait_for(client.aclose(), PROBE_TIMEOUT)
+        if self.sentinels is not None:  # its connections to the sentinels are its own
+            with contextlib.suppress(RedisError, OSError):
+                await asyncio.wait_for(self.sentinels.aclose(), PROBE_TIMEOUT)
 
 
 def new_epoch() -> str:
@@ -96,21 +166,28 @@ class Published:
 
 
 class Bus:
-    def __init__(self, url: str, *, history: int = 1000) -> None:
+    def __init__(self, url: str, *, history: int = 1000, min_replicas: int | None = None) -> None:
         self.url = url
         self.history = history
+        # Replicas that must confirm a publish (WAIT) before it counts as done; None: the
+        # default for the URL (default_min_replicas).
+        self.min_replicas = default_min_replicas(url) if min_replicas is None else min_replicas
+        check_url(url)
         try:
-            self._redis = aioredis.Redis.from_url(
+            self._client = _Client(
                 url,
                 socket_connect_timeout=3,
                 socket_timeout=10,
-                # A pooled connection may be stale after a Redis restart: one immediate retry on a
-                # fresh connection hides that; anything longer is the caller's backoff to decide.
+                # A pooled connection may be stale after a Redis restart or a failover: one
+                # immediate retry on a fresh connection hides that; anything longer is the
+                # caller's backoff to decide.
                 retry=Retry(NoBackoff(), 1),
             )
         except (ValueError, TypeError):
             # Not redis-py's words: they may quote the password.
             raise InvalidMessage(f"invalid Redis URL {redacted(url)!r}: use {URL_FORMS}") from None
+        self._redis = self._client.redis
+        self._primary_checked = -PRIMARY_CHECK_EVERY
         self._script = self._redis.register_script(_SCRIPT)
         self._seed: str | None = None  # keys.EPOCH_SEED as last read, for reads
 
@@ -137,7 +214,7 @@ class Bus:
         self._seed = None
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        await self._client.aclose()
 
     def _unavailable(self, exc: BaseException) -> Unavailable:
         return Unavailable(f"cannot use Redis at {redacted(self.url)}: {exc}")
@@ -148,15 +225,67 @@ class Bus:
         except (RedisError, OSError) as exc:
             raise self._unavailable(exc) from exc
 
-    async def _run(self, channel: str, args: list[Any]) -> list[Any]:
-        try:
-            reply = await self._script(
-                keys=[keys.meta_key(channel), keys.log_key(channel)], args=args
+    async def _run(self, channel: str, args: list[Any], *, confirm: bool = False) -> list[Any]:
+        """One call of the channel script. With `confirm`, a change it made (or had made) is
+        done only once `min_replicas` replicas confirm they have it (WAIT)."""
+        script_keys = [keys.meta_key(channel), keys.log_key(channel)]
+        if confirm:
+            await self._check_primary()
+        for attempt in (1, 2):
+            try:
+                if confirm and self.min_replicas > 0:
+                    reply = await self._run_confirmed(channel, script_keys, args)
+                else:
+                    reply = await self._script(keys=script_keys, args=args)
+            except ResponseError as exc:
+                if any(word in str(exc) for word in _NOT_PRIMARY) and attempt == 1:
+                    # A replica answered: the old primary, demoted by a failover, or one whose
+                    # address a proxy still hands out. Connections made from now on ask for
+                    # the current primary (through the sentinels, or the proxy) once more.
+                    log.info("Redis at %s is no primary now; reconnecting", redacted(self.url))
+                    await self._redis.connection_pool.disconnect()
+                    continue
+                raise self._unavailable(exc) from exc
+            except (RedisError, OSError) as exc:
+                raise self._unavailable(exc) from exc
+            if not isinstance(reply, list) or len(reply) < 3:
+                raise Unavailable(f"unexpected reply from Redis for {channel}: {reply!r:.200}")
+            return reply
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    async def _check_primary(self) -> None:
+        """Under Sentinel, before a publish (at most once a second): a failover may have made
+        another server primary while the old one still runs, writable until the sentinels
+        demote it (seconds later); pooled connections to it are dropped here instead."""
+        now = time.monotonic()
+        if self._client.sentinels is None or now - self._primary_checked < PRIMARY_CHECK_EVERY:
+            return
+        self._primary_checked = now
+        with contextlib.suppress(RedisError, OSError):  # no answer: the publish will say
+            await self._client.primary()
+
+    async def _run_confirmed(
+        self, channel: str, script_keys: list[str], args: list[Any]
+    ) -> list[Any]:
+        # WAIT counts the replicas that have every write made on its own connection: the
+        # script and the WAIT must share one. A change already made (a retry) is written again
+        # by the script (the same value), so that WAIT covers it as well.
+        async with self._redis.client() as conn:
+            reply = await self._script(keys=script_keys, args=args, client=conn)
+            if not isinstance(reply, list) or not reply or int(reply[0]) not in (1, 2):
+                return reply  # type: ignore[no-any-return]
+            confirmed = int(await conn.wait(self.min_replicas, WAIT_TIMEOUT_MS))
+        if confirmed < self.min_replicas:
+            # Perhaps an old primary that a failover left without replicas: the retry asks
+            # again which server is the primary.
+            await self._redis.connection_pool.disconnect()
+            self._primary_checked = -PRIMARY_CHECK_EVERY
+            raise Unavailable(
+                f"{channel}: the change reached the Redis primary, but {confirmed} of the"
+                f" {self.min_replicas} replica(s) required (FEED_REDIS_MIN_REPLICAS) confirmed"
+                f" it within {WAIT_TIMEOUT_MS} ms; it may be lost in a failover: retry it"
+                " (with the same Idempotency-Key, it is made once)"
             )
-        except (RedisError, OSError) as exc:
-            raise self._unavailable(exc) from exc
-        if not isinstance(reply, list) or len(reply) < 3:
-            raise Unavailable(f"unexpected reply from Redis for {channel}: {reply!r:.200}")
         return reply
 
     async def refuses_writes(self, key: str, ttl_ms: int) -> str | None:
@@ -452,7 +581,8 @@ class Bus:
         head, middle, tail = protocol.envelope_parts(channel, kind, data, ts)
         reply = await self._run(
             channel,
-            [
+            confirm=True,
+            args=[
                 "publish",
                 new_epoch(),
                 orjson.dumps(reducer.initial(channel)),
@@ -492,13 +622,15 @@ class Bus:
         probe_channel = keys.probe(secrets.token_hex(8))
         backoff = 0.1
         while True:
-            # retries=0: a broken connection must surface here, where it is reported.
-            client = aioredis.Redis.from_url(
+            # retries=0: a broken connection must surface here, where it is reported. Made
+            # anew each time: under Sentinel, it connects to the primary of this moment.
+            made = _Client(
                 self.url,
                 socket_connect_timeout=3,
                 socket_timeout=PROBE_TIMEOUT,
                 retry=Retry(NoBackoff(), 0),
             )
+            client = made.redis
             pubsub = client.pubsub()
             try:
                 await pubsub.subscribe(keys.BUS, probe_channel)
@@ -529,6 +661,7 @@ class Bus:
                             f" {PROBE_TIMEOUT:.0f} s"
                         )
                     if probe_sent is None and now >= next_probe:
+                        await self._still_on_primary(made, pubsub)
                         probe += 1
                         probe_sent, next_probe = now, now + PROBE_EVERY
                         await asyncio.wait_for(
@@ -540,12 +673,28 @@ class Bus:
             finally:
                 # Closing a connection to a Redis that is gone may fail or hang; that must not
                 # hide why, nor keep us from reconnecting.
-                closable: _Closable
-                for closable in (pubsub, client):
-                    with contextlib.suppress(RedisError, OSError):
-                        await asyncio.wait_for(closable.aclose(), PROBE_TIMEOUT)
+                closable: _Closable = pubsub
+                with contextlib.suppress(RedisError, OSError):
+                    await asyncio.wait_for(closable.aclose(), PROBE_TIMEOUT)
+                await made.aclose()
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, 5.0)
+
+    async def _still_on_primary(self, made: _Client, pubsub: Any) -> None:
+        """Under Sentinel: a subscription to a server that is no longer the primary (a failover
+        happened while it still runs) hears the old primary's events, not the new one's. The
+        sentinels are asked with each probe; another answer means subscribing again."""
+        try:
+            primary = await asyncio.wait_for(made.primary(), PROBE_TIMEOUT)
+        except (RedisError, OSError, TimeoutError):
+            return  # the sentinels do not answer: the probe still tells whether events flow
+        connection = pubsub.connection
+        if primary is None or connection is None:
+            return
+        if (str(connection.host), int(connection.port)) != primary:
+            raise ConnectionError(
+                f"the primary is now {primary[0]}:{primary[1]}; subscribing there"
+            )
 
 
 class _Closable(Protocol):

@@ -13,6 +13,13 @@
 -- publish makes the channel exist in that very epoch, so readers who followed it carry on with
 -- seq 1, no new snapshot. A lost seed (Redis lost everything) gives other placeholders.
 --
+-- A replica promoted by a failover may lack the last events of the primary it replaces, events
+-- that servers and clients may have seen: the same seq could then name two events. So each
+-- channel records the replication id of the primary that last wrote it ('node'); the first call
+-- on a channel last written by the primary this Redis took over from (its master_replid2) moves
+-- it to a new epoch, whoever calls (a server re-reading it, or a publisher that knows nothing).
+-- A Redis restarted from its own files is no promoted replica: its channels keep their epoch.
+--
 -- sync:    ARGV[6] epoch and ARGV[7] seq to read history after, ARGV[8] most entries to return,
 --          ARGV[9] the placeholder epoch;
 --          returns {epoch, seq, state, exists (1 or 0), envelope...}
@@ -26,13 +33,16 @@
 local meta, log = KEYS[1], KEYS[2]
 local known_epoch, known_seq = ARGV[4], tonumber(ARGV[5])
 local placeholder = ARGV[1] == 'sync' and ARGV[9] or ARGV[13]
+local replication = redis.call('INFO', 'replication')
+local node = string.match(replication, 'master_replid:(%w+)') or ''
+local previous_node = string.match(replication, 'master_replid2:(%w+)') or ''
 
 local function new_epoch(keep_state)
   redis.call('DEL', log)
   if keep_state then
-    redis.call('HSET', meta, 'epoch', ARGV[2], 'seq', 0)
+    redis.call('HSET', meta, 'epoch', ARGV[2], 'seq', 0, 'node', node)
   else
-    redis.call('HSET', meta, 'epoch', ARGV[2], 'seq', 0, 'state', ARGV[3])
+    redis.call('HSET', meta, 'epoch', ARGV[2], 'seq', 0, 'state', ARGV[3], 'node', node)
   end
   return ARGV[2], 0
 end
@@ -55,9 +65,11 @@ if not epoch then
   end
 else
   seq = tonumber(redis.call('HGET', meta, 'seq')) or 0
-  if known_epoch == epoch and known_seq > seq then
-    -- Redis lost writes it had acknowledged (an older append-only file replayed): the same seq
-    -- would now name two different events, so move to a new epoch and keep the state.
+  local writer = redis.call('HGET', meta, 'node')
+  if (known_epoch == epoch and known_seq > seq) or (writer and writer == previous_node) then
+    -- Redis lost writes it had acknowledged (an older append-only file replayed), or may have
+    -- (a promoted replica): the same seq would now name two different events, so move to a
+    -- new epoch and keep the state.
     epoch, seq = new_epoch(redis.call('HEXISTS', meta, 'state') == 1)
   end
 end
@@ -76,6 +88,8 @@ end
 
 if known_epoch ~= epoch or known_seq ~= seq then
   if redis.call('HGET', meta, 'last') == ARGV[12] then
+    -- Written again (the same value): a WAIT after this call then covers the change too.
+    redis.call('HSET', meta, 'last', ARGV[12])
     return {2, epoch, seq}
   end
   return {0, epoch, seq, redis.call('HGET', meta, 'state')}
@@ -83,6 +97,6 @@ end
 seq = seq + 1
 local envelope = ARGV[7] .. epoch .. ARGV[8] .. seq .. ARGV[9]
 redis.call('XADD', log, 'MAXLEN', '~', ARGV[10], seq .. '-0', 'm', envelope)
-redis.call('HSET', meta, 'seq', seq, 'state', ARGV[6], 'last', ARGV[12])
+redis.call('HSET', meta, 'seq', seq, 'state', ARGV[6], 'last', ARGV[12], 'node', node)
 redis.call('PUBLISH', ARGV[11], envelope)
 return {1, epoch, seq}

@@ -24,8 +24,14 @@ from feed.program import zone_info
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
-    # None: start (or share) the embedded Redis kept in `data_dir`.
+    # None: start (or share) the embedded Redis kept in `data_dir`. Also
+    # redis+sentinel://[:password@]host:port[,host:port...]/SERVICE[/DB] (feed/sentinel.py).
     redis_url: str | None = None
+    # Replicas that must confirm each publish (Redis WAIT, 1 s at most) before it counts as
+    # done; else it is refused (HTTP 503, exit 1) and may be retried. None ("auto"): 1 with a
+    # Sentinel URL, so that an acknowledged change survives a failover; 0 with one Redis, which
+    # has no replica to wait for (docs/reliability.md).
+    redis_min_replicas: int | None = None
     data_dir: Path = Path("var")
     # Events kept per channel in Redis for resuming clients. Publishers trim the history as they
     # append, so this is what `feed publish` and `Publisher` use; `feed serve` only reads it.
@@ -47,6 +53,9 @@ class Settings:
     allowed_origins: str | None = None
     # Origins whose pages may call the HTTP API (CORS), comma-separated, or "*"; none: no CORS.
     cors_origins: str | None = None
+    # Channel subscriptions the server starts per second, all clients together (issue 18): past
+    # it they wait their turn, and connected clients are served first.
+    subscribe_rate: int = 10_000
     # Websocket connections at once from one address; 0: no limit. Behind a reverse proxy every
     # client has the proxy's address: limit there instead (docs/operations.md).
     max_connections_per_ip: int = 1000
@@ -67,7 +76,8 @@ class Settings:
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
-ZERO_ALLOWED = ("port", "max_connections_per_ip")
+ZERO_ALLOWED = ("port", "max_connections_per_ip", "redis_min_replicas")
+AUTO = "auto"  # spelled out for settings whose None is a computed default
 GC_MODES = ("tuned", "default")
 TZDATA_SOURCES = ("auto", "system", "wheel")
 LOG_FORMATS = ("auto", "text", "json")
@@ -77,6 +87,10 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 def _convert(name: str, value: Any, source: str) -> Any:
     kind = _FIELDS[name].type
     try:
+        if kind == "int | None":
+            if value is None or (isinstance(value, str) and value.strip().lower() in ("", AUTO)):
+                return None
+            kind = "int"
         if kind == "int":
             if isinstance(value, bool) or not isinstance(value, int | str):
                 raise ValueError("expected a whole number")

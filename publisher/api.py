@@ -41,8 +41,9 @@ class Publisher:
         *,
         history: int = 1000,
         clock: Callable[[], float] | None = None,
+        min_replicas: int | None = None,
     ) -> None:
-        self._bus = Bus(redis_url, history=history)
+        self._bus = Bus(redis_url, history=history, min_replicas=min_replicas)
         # None: real time, unless a demo plays on this Redis (its clock is found on entering):
         # events must carry the venue's time as every screen counts it.
         self._clock: Callable[[], float] = clock or time.time
@@ -79,20 +80,25 @@ class Publisher:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    async def publish(self, channel: str, kind: str, data: Any) -> Published:
+    async def publish(
+        self, channel: str, kind: str, data: Any, *, change_id: str | None = None
+    ) -> Published:
         """Publish one event on one channel; the reducer computes the state stored beside it.
 
         Data of a known kind must follow its rules (`models.publishable`, the check the reducers
         apply), else InvalidMessage: a screen would ignore it. Other kinds are published as they
-        are, for newer readers (docs/protocol.md)."""
+        are, for newer readers (docs/protocol.md).
+
+        `change_id` names the change across calls: a call that failed after Redis made the
+        change (its answer lost, or too few replicas confirmed it) may be made again with the
+        same id, and the change is then made once. None: a new id, good within this call."""
         channel = keys.channel(channel)
         data = models.publishable(channel, kind, data)
         async with self._locks[channel]:
-            return await self._publish(channel, kind, data)
+            return await self._publish(channel, kind, data, change_id or secrets.token_hex(8))
 
-    async def _publish(self, channel: str, kind: str, data: Any) -> Published:
+    async def _publish(self, channel: str, kind: str, data: Any, change_id: str) -> Published:
         ts = self._now_ms()
-        change_id = secrets.token_hex(8)
         for _ in range(MAX_ATTEMPTS):
             known = self._known.get(channel)
             if known is None:
@@ -121,10 +127,11 @@ class Publisher:
         delay: int = 0,
         session: str | None = None,
         moved_to: str | None = None,
+        change_id: str | None = None,
     ) -> Published:
         """Set a room's status (any status may follow any other)."""
         data = models.status_data(status, delay=delay, session=session, moved_to=moved_to)
-        return await self.publish(keys.room_channel(room), Kind.STATUS, data)
+        return await self.publish(keys.room_channel(room), Kind.STATUS, data, change_id=change_id)
 
     @property
     def bus(self) -> Bus:
@@ -139,13 +146,15 @@ class Publisher:
         expires_in: float | None = None,
         expires_at: int | None = None,
         announcement_id: str | None = None,
+        change_id: str | None = None,
     ) -> dict[str, Any]:
         """Post an announcement to the named rooms, or to everyone (`venue`) when none is named.
 
         `text` is one string or one per language ({"fr": ..., "ar": ..., "en": ...}). It leaves
         every screen on its own after `expires_in` seconds, or at `expires_at` (Unix ms).
         Returns the announcement, with its `id` for a retraction. Posting again with the same
-        `announcement_id` replaces it everywhere it went, which makes a retry safe.
+        `announcement_id` replaces it everywhere it went, which makes a retry safe; with the
+        same `change_id` too, a retry makes no second event where the first call's was made.
         """
         ts = self._now_ms()
         if expires_in is not None:
@@ -168,7 +177,7 @@ class Publisher:
             data["id"], sorted({*channels, *previous}), expires_at, previous=previous
         )
         for channel in channels:
-            await self.publish(channel, Kind.ANNOUNCE, data)
+            await self.publish(channel, Kind.ANNOUNCE, data, change_id=change_id)
         dropped = [ch for ch in previous if ch not in channels]
         for channel in dropped:  # a new version aimed at fewer rooms leaves the others
             await self.publish(channel, Kind.RETRACT, {"id": data["id"], "reason": "edited"})
@@ -232,6 +241,7 @@ class Publisher:
         delay: int = 0,
         session: str | None = None,
         moved_to: str | None = None,
+        change_id: str | None = None,
     ) -> Published:
         """`status`, as people publish it: the room and a `moved` room's destination must be
         rooms of the program (once one is imported), and `moved` names its destination."""
@@ -246,7 +256,9 @@ class Publisher:
                 await self.check_rooms([moved_to], field="moved_to")
             except NotFound as exc:
                 raise InvalidMessage(exc.message, field="moved_to") from None
-        return await self.status(room, status, delay=delay, session=session, moved_to=moved_to)
+        return await self.status(
+            room, status, delay=delay, session=session, moved_to=moved_to, change_id=change_id
+        )
 
     async def import_program(
         self,

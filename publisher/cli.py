@@ -236,7 +236,9 @@ def _redis_url(settings: Settings) -> str:
 async def _publish(args: argparse.Namespace, settings: Settings) -> str:
     from publisher.api import Publisher  # noqa: PLC0415 - keeps `feed watch` start-up light
 
-    async with Publisher(_redis_url(settings), history=settings.history) as pub:
+    async with Publisher(
+        _redis_url(settings), history=settings.history, min_replicas=settings.redis_min_replicas
+    ) as pub:
         if args.what == "status":
             done = await pub.status_of_program_room(
                 args.room,
@@ -273,7 +275,9 @@ async def _schedule(args: argparse.Namespace, settings: Settings) -> str:
         raise InvalidMessage(f"cannot read {args.file}: {exc.strerror}") from None
     from publisher.api import Publisher  # noqa: PLC0415
 
-    async with Publisher(_redis_url(settings), history=settings.history) as pub:
+    async with Publisher(
+        _redis_url(settings), history=settings.history, min_replicas=settings.redis_min_replicas
+    ) as pub:
         result = await pub.import_program(
             data,
             source=str(args.file),
@@ -327,7 +331,9 @@ async def _follow(args: argparse.Namespace, settings: Settings) -> str:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Publisher(_redis_url(settings), history=settings.history) as pub:
+    async with Publisher(
+        _redis_url(settings), history=settings.history, min_replicas=settings.redis_min_replicas
+    ) as pub:
         follower = Follower(
             pub,
             args.url,

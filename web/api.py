@@ -187,6 +187,15 @@ async def _once(
     return _json(answer, status)
 
 
+def _change_id(token: Token, key: str | None) -> str | None:
+    """The change id of a request with an Idempotency-Key: a retry of a change Redis made but
+    could not confirm (too few replicas answered in time) finds it made, instead of making it
+    a second time."""
+    if key is None:
+        return None
+    return hashlib.sha256(f"change {token.id} {key}".encode()).hexdigest()[:16]
+
+
 async def _program_rooms(pub: Publisher) -> set[str] | None:
     """The room ids of the imported program; None while none is imported (any id goes)."""
     return await pub.bus.program_rooms()
@@ -228,6 +237,7 @@ async def post_status(request: web.Request) -> web.Response:
     _only(body, "status", "delay_min", "session", "moved_to")
     if body.get("moved_to") is not None:
         _room_in(known, body["moved_to"], "moved_to")
+    change_id = _change_id(token, _idempotency_key(request))
 
     async def act() -> tuple[int, Any]:
         try:
@@ -237,6 +247,7 @@ async def post_status(request: web.Request) -> web.Response:
                 delay=_whole(body.get("delay_min", 0)),
                 session=body.get("session"),
                 moved_to=body.get("moved_to"),
+                change_id=change_id,
             )
         except InvalidMessage as exc:
             if exc.field == "delay":
@@ -301,6 +312,7 @@ async def post_announcement(request: web.Request) -> web.Response:
             priority=body.get("priority", "info"),
             expires_at=expires_at,
             announcement_id=announcement_id,
+            change_id=_change_id(token, key),
         )
         return 201, {"id": data["id"], "announcement": data}
 

@@ -193,7 +193,13 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
 
 async def _publisher(app: web.Application) -> AsyncIterator[None]:
     """The publishing side inside the server: the HTTP API's changes, and announcement expiry."""
-    pub = Publisher(app[REDIS_URL], history=app[SETTINGS].history, clock=app[CLOCK])
+    settings = app[SETTINGS]
+    pub = Publisher(
+        app[REDIS_URL],
+        history=settings.history,
+        clock=app[CLOCK],
+        min_replicas=settings.redis_min_replicas,
+    )
     app[api.PUBLISHER] = pub
     expiry = asyncio.create_task(_expire(pub), name="feed-expiry")
     yield
