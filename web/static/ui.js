@@ -219,7 +219,26 @@ export function emergencyOverlay(node, emergency, lang) {
   node.hidden = !emergency;
   if (emergency) {
     setText(node.querySelector(".emergency-label"), t(lang, "emergency"));
-    setText(node.querySelector(".emergency-text"), inLanguage(emergency.text, lang));
+    const text = node.querySelector(".emergency-text");
+    setText(text, inLanguage(emergency.text, lang));
+    fitInside(node, text);
+  }
+}
+
+const fitted = new WeakMap();
+
+// The whole emergency on the screen: a long text gets smaller type until it fits, down to a
+// legible floor (past it the overlay scrolls, from the text's start: screen.css). Again only
+// when the text or the screen's size changed.
+function fitInside(box, text) {
+  const key = `${innerWidth}x${innerHeight} ${text.textContent}`;
+  if (fitted.get(text) === key) return;
+  fitted.set(text, key);
+  text.style.fontSize = "";
+  let size = parseFloat(getComputedStyle(text).fontSize);
+  while (box.scrollHeight > box.clientHeight && size > 20) {
+    size = Math.max(20, size * 0.9);
+    text.style.fontSize = `${size}px`;
   }
 }
 
