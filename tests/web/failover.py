@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import os
 import re
 import statistics
@@ -61,7 +62,7 @@ class Follower:
     closed: bool = False
 
     def message(self, msg: dict[str, Any]) -> None:
-        kind, channel = msg.get("type"), msg.get("channel")
+        kind, channel = msg.get("type"), str(msg.get("channel"))
         if kind == "snapshot":
             self.snapshots += 1
             self.positions[channel] = (msg["epoch"], msg["seq"])
@@ -240,13 +241,16 @@ def token(url: str, env: dict[str, str], folder: Path) -> str:
 
 async def _connect(server: FeedServer, count: int) -> tuple[list[Follower], list[RawClient]]:
     loop = asyncio.get_running_loop()
-    followers, protocols = [], []
+    followers: list[Follower] = []
+    protocols: list[RawClient] = []
     for i in range(count):
         # Two rooms each, so that every room has a third of the clients.
         channels = (f"room:{ROOMS[i % 6]}", f"room:{ROOMS[(i + 3) % 6]}")
         follower = Follower(channels)
         _, proto = await loop.create_connection(
-            lambda f=follower: RawClient(f, f"127.0.0.1:{server.port}"), "127.0.0.1", server.port
+            functools.partial(RawClient, follower, f"127.0.0.1:{server.port}"),
+            "127.0.0.1",
+            server.port,
         )
         followers.append(follower)
         protocols.append(proto)
@@ -288,7 +292,8 @@ class _Publishing:
 
     async def _attempt(self, tick: int) -> None:
         room = ROOMS[tick % len(ROOMS)]
-        body = {"status": STATUSES[(tick // len(ROOMS)) % len(STATUSES)], "session": f"t{tick}"}
+        status = STATUSES[(tick // len(ROOMS)) % len(STATUSES)]
+        body: dict[str, object] = {"status": status, "session": f"t{tick}"}
         if body["status"] == "delayed":
             body["delay_min"] = 5
         self.attempted[room].append(tick)
