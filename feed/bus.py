@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 
 from feed import keys, protocol, reducer, sentinel
 from feed.errors import InvalidMessage, Unavailable, raise_if_cancelled
@@ -295,7 +295,8 @@ class Bus:
         try:
             await self._redis.set(key, "1", px=ttl_ms)
         except ResponseError as exc:
-            return str(exc)
+            why = {OutOfMemoryError: "out of memory", ReadOnlyError: "a read-only replica"}
+            return f"{why.get(type(exc), type(exc).__name__)}: {exc}"
         except (RedisError, OSError) as exc:
             raise self._unavailable(exc) from exc
         return None

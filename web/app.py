@@ -31,6 +31,7 @@ from feed.relay import Relay
 from feed.settings import Settings, addresses, origins
 from publisher.api import Publisher
 from web import api, ics, metrics, sse, watchers, ws
+from web.admission import Admission
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ REDIS_URL = web.AppKey("redis_url", str)
 RELAY = web.AppKey("relay", Relay)
 CLIENTS: web.AppKey[set[ws.Client]] = web.AppKey("clients")
 OUTBOX: web.AppKey[ws.Outbox] = web.AppKey("outbox")
+ADMISSION: web.AppKey[Admission] = web.AppKey("admission")
 GATE: web.AppKey[ws.Gate] = web.AppKey("gate")
 CORS: web.AppKey[frozenset[str]] = web.AppKey("cors")
 METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics")
@@ -128,7 +130,11 @@ def create_app(
     get("/api/channels", channels)
     get("/metrics", metrics_page)
     app[METRICS] = metrics.registry(
-        [metrics.FeedCollector(lambda: app.get(RELAY), app[CLIENTS], app[OUTBOX])]
+        [
+            metrics.FeedCollector(
+                lambda: app.get(RELAY), app[CLIENTS], app[OUTBOX], lambda: app.get(ADMISSION)
+            )
+        ]
     )
     api.add_routes(app)
     watchers.add_routes(app)
@@ -185,8 +191,10 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     bus = Bus(app[REDIS_URL], history=app[SETTINGS].history)
     relay = Relay(bus, Hub(app[CLOCK]), on_health)
     app[RELAY] = relay
+    app[ADMISSION] = Admission(relay, app[SETTINGS].subscribe_rate)
     task = asyncio.create_task(relay.run(), name="feed-relay")
     yield
+    await app[ADMISSION].aclose()
     await _cancel(task)
     await bus.aclose()
 
@@ -320,6 +328,7 @@ def _parts(app: web.Application) -> ws.Parts:
         presence=app[watchers.WATCHERS],
         settings=app[SETTINGS],
         clock=app[CLOCK],
+        admission=app[ADMISSION],
     )
 
 

@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from feed.relay import Relay
+    from web.admission import Admission
     from web.ws import Client, Outbox
 
 # Seconds from the first frame handed out in a turn of the event loop to its last write.
@@ -51,11 +52,16 @@ class Histogram:
 
 class FeedCollector(Collector):
     def __init__(
-        self, relay: Callable[[], Relay | None], clients: set[Client], outbox: Outbox
+        self,
+        relay: Callable[[], Relay | None],
+        clients: set[Client],
+        outbox: Outbox,
+        admission: Callable[[], Admission | None] = lambda: None,
     ) -> None:
         self._relay = relay
         self._clients = clients
         self._outbox = outbox
+        self._admission = admission
 
     def collect(self) -> Iterator[Metric]:
         kinds = Counter(c.kind for c in self._clients)
@@ -80,6 +86,23 @@ class FeedCollector(Collector):
         )
         fanout.add_metric([], outbox.fanout.buckets(), outbox.fanout.total)
         yield fanout
+        admission = self._admission()
+        if admission is not None:
+            yield _counter(
+                "feed_subscriptions_started",
+                "Channel subscriptions started, within the budget of FEED_SUBSCRIBE_RATE a second",
+                admission.started,
+            )
+            yield _counter(
+                "feed_subscriptions_deferred",
+                "Channel subscriptions that waited for the budget (a flood of subscribes)",
+                admission.deferred,
+            )
+            yield GaugeMetricFamily(
+                "feed_subscriptions_waiting",
+                "Channel subscriptions waiting for the budget now",
+                value=admission.waiting,
+            )
         relay = self._relay()
         if relay is None:
             return

@@ -134,7 +134,7 @@ async def handle(request: web.Request, parts: Parts) -> web.StreamResponse:
         try:
             venue = venue_time(parts, relay, clock)
             client.send(protocol.hello(clock.ms(), relay.live, clock.rate, venue))
-            follow(client, relay, channels, since)
+            follow(client, parts, channels, since)
             transport = request.transport
             while client.close_code is None:
                 await asyncio.wait({client.closed}, timeout=KEEPALIVE)
@@ -144,6 +144,7 @@ async def handle(request: web.Request, parts: Parts) -> web.StreamResponse:
         finally:
             clients.discard(client)
             presence.left(client)
+            parts.admission.cancel(client)
             relay.unsubscribe(client, client.channels)
             client.close(CloseCode.NORMAL, "")
         return response

@@ -38,6 +38,7 @@ from feed.protocol import Ack, Identify, Ping, Position, Subscribe, Unsubscribe
 from feed.relay import Relay
 from feed.settings import Settings
 from publisher import tokens
+from web.admission import Admission
 from web.metrics import Histogram
 
 log = logging.getLogger(__name__)
@@ -328,6 +329,7 @@ class Parts:
     presence: Presence
     settings: Settings
     clock: Clock
+    admission: Admission
 
 
 def venue_time(parts: Parts, relay: Relay, clock: Clock) -> dict[str, object]:
@@ -386,7 +388,7 @@ async def _serve(
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                token = _receive(client, relay, presence, msg.data, clock)
+                token = _receive(client, parts, msg.data)
                 if token is not None:  # the next message waits: it may be an ack of this screen
                     await _identify(client, relay, token)
             elif msg.type == WSMsgType.BINARY:
@@ -396,6 +398,7 @@ async def _serve(
     finally:
         clients.discard(client)
         presence.left(client)
+        parts.admission.cancel(client)
         relay.unsubscribe(client, client.channels)
         client.close(CloseCode.NORMAL, "")  # no-op when a close is already under way
         try:
@@ -406,14 +409,16 @@ async def _serve(
 
 
 def follow(
-    client: Client, relay: Relay, channels: Iterable[str], since: Mapping[str, Position]
+    client: Client, parts: Parts, channels: Iterable[str], since: Mapping[str, Position]
 ) -> None:
-    """Subscribe `client` to the channels it may follow, and tell it which it may not (rooms
-    not in the program): the others are followed, so a mistyped room keeps the venue's news."""
+    """Subscribe `client` to the channels it may follow, within the server's budget of new
+    subscriptions (web.admission), and tell it which it may not (rooms not in the program): the
+    others are followed, so a mistyped room keeps the venue's news."""
+    relay = parts.relay
     unknown = [c for c in channels if not relay.allowed(c)]
     wanted = [c for c in channels if c not in unknown]
     client.channels.update(wanted)
-    relay.subscribe(client, wanted, since)
+    parts.admission.subscribe(client, wanted, since)
     if unknown:
         client.errors += 1
         names = ", ".join(c.removeprefix(keys.ROOM_PREFIX) for c in unknown)
@@ -450,11 +455,10 @@ def _refuse(client: Client, exc: FeedError) -> None:
         client.close(CloseCode.POLICY, "too many invalid messages")
 
 
-def _receive(
-    client: Client, relay: Relay, presence: Presence, data: str, clock: Clock
-) -> str | None:
+def _receive(client: Client, parts: Parts, data: str) -> str | None:
     """Handle one message at once; an `identify` needs Redis: its token is returned, for the
     caller to check before it reads the next message."""
+    relay, presence, clock = parts.relay, parts.presence, parts.clock
     try:
         msg = protocol.parse_client(data)
         if isinstance(msg, Subscribe | Unsubscribe) and not client.may_subscribe():
@@ -468,8 +472,9 @@ def _receive(
                 raise LimitExceeded(
                     f"at most {protocol.MAX_CHANNELS_PER_CONNECTION} channels per connection"
                 )
-            follow(client, relay, msg.channels, msg.since)
+            follow(client, parts, msg.channels, msg.since)
         elif isinstance(msg, Unsubscribe):
+            parts.admission.cancel(client, msg.channels)
             relay.unsubscribe(client, msg.channels)
             client.channels.difference_update(msg.channels)
             client.send(protocol.unsubscribed(msg.channels))
