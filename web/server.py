@@ -15,10 +15,13 @@ import gc
 import logging
 import multiprocessing
 import resource
+import shutil
 import signal
+import tempfile
 import time
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 
 from aiohttp import web
@@ -33,6 +36,8 @@ from feed.errors import InvalidMessage
 from feed.settings import Settings
 from web.app import METRICS, create_app
 from web.capacity import Capacity, CapacityCollector, cap_for
+from web.metrics import render
+from web.worker_metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +111,17 @@ def raise_open_file_limit() -> int:
 
 
 async def serve_app(
-    settings: Settings, url: str, *, clock: Clock, demo: bool, reuse_port: bool = False
+    settings: Settings,
+    url: str,
+    *,
+    clock: Clock,
+    demo: bool,
+    reuse_port: bool = False,
+    peers: WorkerMetrics | None = None,
 ) -> None:
     """Run the application on `url`'s Redis until SIGTERM or SIGINT, then close websockets with
-    1001 and stop. `demo` plays the demo program (in one process only)."""
+    1001 and stop. `demo` plays the demo program (in one process only). `peers`: this worker's
+    part in answering /metrics for all workers."""
     # Set here, not only by the command line: workers are fresh processes (spawned).
     zones.prefer(settings.tzdata)
     log.info("%s", zones.summary(zones.trusted(), settings.venue_zone, clock.ms()))
@@ -117,6 +129,8 @@ async def serve_app(
     if files < 4096:
         log.warning("open files are limited to %d: at most %d clients", files, cap_for(files))
     app = create_app(settings, url, clock=clock, demo=demo)
+    if peers is not None:
+        peers.attach(app, lambda: render(app[METRICS]))
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -219,6 +233,9 @@ class Supervisor:
         self._started = [0.0] * settings.workers
         self._context = multiprocessing.get_context("spawn")
         self._stopping = False
+        # Where the workers meet to answer /metrics for all (web/worker_metrics.py): private
+        # to this user, gone with the supervisor.
+        self.metrics_dir = Path(tempfile.mkdtemp(prefix="feed-workers-"))
 
     def run(self) -> None:
         url, embedded = redis_for(self.settings)
@@ -251,6 +268,7 @@ class Supervisor:
                 signal.signal(sig, handler)
             if embedded is not None:
                 embedded.stop()
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
             log.info("stopped")
 
     def _start(self, index: int, url: str) -> None:
@@ -258,7 +276,13 @@ class Supervisor:
         demo_driver = self.demo and index == 0
         worker = self._context.Process(
             target=_worker,
-            args=(self.settings, url, self.clock, demo_driver, index),
+            args=(
+                self.settings,
+                url,
+                self.clock,
+                demo_driver,
+                WorkerMetrics(self.metrics_dir, index, len(self.workers)),
+            ),
             name=f"feed-worker-{index}",
         )
         worker.start()
@@ -281,8 +305,9 @@ class Supervisor:
                 worker.join()
 
 
-def _worker(settings: Settings, url: str, clock: Clock, demo: bool, index: int) -> None:
+def _worker(settings: Settings, url: str, clock: Clock, demo: bool, peers: WorkerMetrics) -> None:
     """The body of a worker process."""
+    index = peers.index
     die_with_parent()  # also when the supervisor is killed outright
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the loop's own handlers are set
     logs.setup(
@@ -292,4 +317,4 @@ def _worker(settings: Settings, url: str, clock: Clock, demo: bool, index: int) 
         filters=(ClientFaults(),),
         worker=index,
     )
-    asyncio.run(serve_app(settings, url, clock=clock, demo=demo, reuse_port=True))
+    asyncio.run(serve_app(settings, url, clock=clock, demo=demo, reuse_port=True, peers=peers))
