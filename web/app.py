@@ -168,6 +168,8 @@ def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if response.status == 101:
+        return  # a websocket's upgrade has no document to protect; its headers live as long as it
     # Screens run for days across deploys: they revalidate their files rather than guess.
     if request.path.startswith("/static/"):
         response.headers.setdefault("Cache-Control", "no-cache")

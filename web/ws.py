@@ -49,6 +49,8 @@ SLOW_CLOSE_TIMEOUT = 5.0  # ...or a slow one, which may still be reading what ca
 SUBSCRIBE_BURST = 20  # subscribe/unsubscribe messages a connection may send at once...
 SUBSCRIBE_RATE = 2.0  # ...and per second after that
 URGENT = frozenset({CloseCode.SLOW, CloseCode.GOING_AWAY})
+_FULL_BUCKET = float(SUBSCRIBE_BURST)
+_ENDS = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED})
 FRAMED_CACHE = 256  # recent frames kept framed, for the next subscribers of the same event
 _ids = itertools.count(1)
 
@@ -193,6 +195,14 @@ class Client:
     """A connected client: the hub's `Sink`. `send` never blocks nor awaits. This class speaks
     websocket; web.sse.SseClient changes only how messages are put on the wire and closed."""
 
+    # Slots, and nothing made before it is needed (the acks, the closed future): a venue holds
+    # tens of thousands of these, and every byte here is multiplied (docs/performance.md).
+    __slots__ = (
+        "_acked", "_close_done", "_closed_future", "_max_bytes", "_out", "_outbox",
+        "_tokens", "_tokens_at", "_transport", "channels", "close_code", "close_reason",
+        "errors", "id", "kind", "rooms", "screen", "token_id", "ws",
+    )  # fmt: skip
+
     def __init__(
         self,
         ws: web.WebSocketResponse | None,
@@ -210,19 +220,37 @@ class Client:
         self.screen = screen
         self.token_id: str | None = None  # the screen token that named it, to notice a revoke
         self.rooms: tuple[str, ...] = ()  # where that token says the screen stands
-        self.acked: set[str] = set()  # announcements this screen said it shows
+        self._acked: set[str] | None = None  # announcements this screen said it shows
         self.channels: set[str] = set()
         self.errors = 0
         self.close_code: CloseCode | None = None
         self.close_reason = ""
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._closed_future: asyncio.Future[None] | None = None
+        self._close_done = False
         # Any loop's transport (uvloop's are not asyncio.WriteTransport by type).
         self._transport = cast(asyncio.WriteTransport | None, transport)
         self._outbox = outbox
         self._out: list[bytes] = []  # frames for the next write
         self._max_bytes = max_bytes
-        self._tokens = float(SUBSCRIBE_BURST)
-        self._tokens_at = time.monotonic()
+        # A full bucket (shared float objects: no clock read, nothing allocated per client).
+        self._tokens = _FULL_BUCKET
+        self._tokens_at = 0.0
+
+    @property
+    def acked(self) -> set[str]:
+        """Announcements this screen said it shows (made at the first look: phones never ack)."""
+        if self._acked is None:
+            self._acked = set()
+        return self._acked
+
+    @property
+    def closed(self) -> asyncio.Future[None]:
+        """Done once the connection's close has run its course."""
+        if self._closed_future is None:
+            self._closed_future = asyncio.get_running_loop().create_future()
+            if self._close_done:
+                self._closed_future.set_result(None)
+        return self._closed_future
 
     def send(self, frame: bytes) -> None:
         if self.close_code is not None:
@@ -278,8 +306,9 @@ class Client:
         asyncio.ensure_future(self._close()).add_done_callback(self._closed)
 
     def _closed(self, _: asyncio.Future[None]) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
+        self._close_done = True
+        if self._closed_future is not None and not self._closed_future.done():
+            self._closed_future.set_result(None)
 
     def _unread(self) -> int:
         return self._transport.get_write_buffer_size() if self._transport else 0
@@ -386,7 +415,12 @@ async def _serve(
     clients.add(client)
     client.send(protocol.hello(clock.ms(), relay.live, clock.rate, venue_time(parts, relay, clock)))
     try:
-        async for msg in ws:
+        while True:
+            # receive() itself rather than `async for`: one coroutine less held by every idle
+            # connection. It ends where aiohttp's iterator ends.
+            msg = await ws.receive()
+            if msg.type in _ENDS:
+                break
             if msg.type == WSMsgType.TEXT:
                 token = _receive(client, parts, msg.data)
                 if token is not None:  # the next message waits: it may be an ack of this screen
