@@ -15,6 +15,7 @@ import {
 } from "/static/ui.js";
 
 const COLUMN_EM = 21; // the narrowest column a card stays readable in, in the hall's type size
+const LARGER = [2, 1.75, 1.5, 1.25]; // type sizes tried, largest first, when one page holds all
 const BAND_SHARE = 0.45; // the announcements' band takes at most this share of the height
 // How long a page stays, from its text: a reader finds their room (`base`), then reads its card
 // (`perChar`, for the longest card on the page); announcements are read whole, all of them.
@@ -97,6 +98,25 @@ function pack(heights, height, columns, gap) {
   return pages;
 }
 
+// The same items, in the same order, in columns as even as they can be: four rooms fill four
+// columns rather than two, and a last page does not huddle at the start. The lowest column
+// height that still holds the page's items in its columns, found by bisection.
+function balanced(page, heights, columns, gap) {
+  const items = page.flat();
+  const own = items.map((i) => heights[i]);
+  const fits = (h) => pack(own, h, columns, gap).length <= 1;
+  let low = Math.max(...own);
+  let high = own.reduce((sum, h) => sum + h + gap, 0);
+  if (!fits(high)) return page;
+  while (high - low > 1) {
+    const middle = (low + high) / 2;
+    if (fits(middle)) high = middle;
+    else low = middle;
+  }
+  const best = fits(low) ? low : high;
+  return pack(own, best, columns, gap)[0].map((column) => column.map((n) => items[n]));
+}
+
 async function programRooms() {
   const answer = await fetch("/api/schedule", { signal: AbortSignal.timeout(5000) });
   if (answer.ok) {
@@ -134,23 +154,42 @@ function card(room, now) {
   return box;
 }
 
-// The cards measured at the width of a column, then dealt into pages of columns.
+// The cards measured at the width of a column, then dealt into pages of columns; when every
+// room fits on one page with room to spare, larger type, as large as still fits.
 function layRooms(cards) {
   const main = $("rooms");
   const measure = $("measure");
-  const style = getComputedStyle(main);
-  const gap = parseFloat(getComputedStyle(measure).rowGap) || 0;
-  const width = main.clientWidth - parseFloat(style.paddingInlineStart)
-    - parseFloat(style.paddingInlineEnd);
-  const height = main.clientHeight - parseFloat(style.paddingBlockStart)
-    - parseFloat(style.paddingBlockEnd);
-  const fontSize = parseFloat(style.fontSize);
-  const columns = Math.max(1, Math.floor((width + gap) / (COLUMN_EM * fontSize + gap)));
-  measure.style.inlineSize = `${(width - gap * (columns - 1)) / columns}px`;
-  measure.replaceChildren(...cards);
-  const heights = cards.map((c) => c.getBoundingClientRect().height);
-  const pages = pack(heights, height, columns, gap)
-    .map((page) => page.map((column) => column.map((i) => rooms[i].id)));
+  const attempt = (scale) => {
+    main.style.fontSize = measure.style.fontSize = `${scale}em`;
+    const style = getComputedStyle(main);
+    const gap = parseFloat(getComputedStyle(measure).rowGap) || 0;
+    const width = main.clientWidth - parseFloat(style.paddingInlineStart)
+      - parseFloat(style.paddingInlineEnd);
+    const height = main.clientHeight - parseFloat(style.paddingBlockStart)
+      - parseFloat(style.paddingBlockEnd);
+    const columns = Math.max(1,
+      Math.floor((width + gap) / (COLUMN_EM * parseFloat(style.fontSize) + gap)));
+    measure.style.inlineSize = `${(width - gap * (columns - 1)) / columns}px`;
+    measure.replaceChildren(...cards);
+    const heights = cards.map((c) => c.getBoundingClientRect().height);
+    const pages = pack(heights, height, columns, gap)
+      .map((page) => balanced(page, heights, columns, gap));
+    return { pages, columns, scale };
+  };
+  let layout = attempt(1);
+  if (layout.pages.length === 1) {
+    for (const scale of LARGER) {
+      const larger = attempt(scale);
+      if (larger.pages.length === 1) {
+        layout = larger;
+        break;
+      }
+    }
+  }
+  main.style.fontSize = `${layout.scale}em`; // the one chosen, not the last one tried
+  measure.replaceChildren();
+  const { columns } = layout;
+  const pages = layout.pages.map((page) => page.map((column) => column.map((i) => rooms[i].id)));
   roomPages.relayout(pages);
   cardsByRoom = new Map(cards.map((c) => [c.dataset.room, c]));
   roomLayout = pages.map((page) => {
@@ -163,7 +202,6 @@ function layRooms(cards) {
     return box;
   });
   main.replaceChildren(...roomLayout);
-  measure.replaceChildren();
 }
 
 function showPage(pages, index, turned) {
