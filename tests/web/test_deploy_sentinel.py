@@ -10,9 +10,10 @@ import pytest
 
 from feed.bus import check_url
 from feed.sentinel import parse
-from tests.web.test_deploy import COMPOSE, compose, depends_on
+from tests.conftest import ROOT
 
-SENTINEL_COMPOSE = COMPOSE.with_name("docker-compose.sentinel.yml")
+COMPOSE = ROOT / "docker-compose.yml"
+SENTINEL_COMPOSE = ROOT / "docker-compose.sentinel.yml"
 DATA_NODES = ("redis", "redis-replica1", "redis-replica2")
 SENTINELS = ("sentinel1", "sentinel2", "sentinel3")
 
@@ -21,7 +22,7 @@ def merged() -> dict[str, Any]:
     """The override merged over the main file as Compose does for these keys: a service's
     mappings (environment, depends_on) merge, anything else is replaced."""
     yaml = pytest.importorskip("yaml")
-    base = compose()
+    base: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
     extra: dict[str, Any] = yaml.safe_load(SENTINEL_COMPOSE.read_text())
     services = {name: dict(service) for name, service in base["services"].items()}
     for name, service in extra["services"].items():
@@ -33,6 +34,12 @@ def merged() -> dict[str, Any]:
                 into[key] = value
     tops = {k: {**(base.get(k) or {}), **(extra.get(k) or {})} for k in ("configs", "volumes")}
     return {**base, **extra, **tops, "services": services}
+
+
+def depends_on(service: dict[str, Any]) -> dict[str, Any]:
+    """`depends_on` in either form (a list of names, or names with conditions)."""
+    value = service.get("depends_on", {})
+    return {name: {} for name in value} if isinstance(value, list) else dict(value)
 
 
 def options(command: list[str]) -> dict[str, list[str]]:
