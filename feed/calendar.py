@@ -86,17 +86,43 @@ def render(
     ledger: dict[str, dict[str, Any]],
 ) -> str:
     """The calendar of `room` ({id, name}): every session the ledger knows in that room."""
+    entries = [e for e in ledger.values() if (e.get("session") or {}).get("room") == room["id"]]
+    name = f"{conference.get('title') or ''} · {room['name']}"
+    return _calendar(conference, name, entries, {room["id"]: room["name"]})
+
+
+def render_sessions(
+    conference: dict[str, Any],
+    rooms: dict[str, str],
+    ledger: dict[str, dict[str, Any]],
+    ids: list[str],
+    name: str,
+) -> str:
+    """The calendar of some sessions (a phone's favourites): each one's event exactly as its
+    room's calendar has it, same UID and SEQUENCE, so a calendar app that already holds it
+    (from this or from the room's calendar) updates it instead of adding a second one. `rooms`
+    maps room ids to names; a session that left the program stays, cancelled."""
+    entries = [ledger[i] for i in dict.fromkeys(ids) if i in ledger]
+    return _calendar(conference, f"{conference.get('title') or ''} · {name}", entries, rooms)
+
+
+def _calendar(
+    conference: dict[str, Any],
+    name: str,
+    entries: list[dict[str, Any]],
+    rooms: dict[str, str],
+) -> str:
     lines = [
         "BEGIN:VCALENDAR",
         "VERSION:2.0",
         f"PRODID:{PRODID}",
         "CALSCALE:GREGORIAN",
         "METHOD:PUBLISH",
-        f"X-WR-CALNAME:{_text(str(conference.get('title') or ''))} · {_text(room['name'])}",
+        f"X-WR-CALNAME:{_text(name)}",
     ]
-    entries = [e for e in ledger.values() if (e.get("session") or {}).get("room") == room["id"]]
     for entry in sorted(entries, key=lambda e: (e["session"]["start"], e["session"]["id"])):
         s = entry["session"]
+        room = rooms.get(str(s.get("room")), str(s.get("room") or ""))
         description = "\n".join(
             part
             for part in (", ".join(s.get("speakers") or []), s.get("subtitle"), s.get("abstract"))
@@ -110,7 +136,7 @@ def render(
             f"DTSTART:{_when(s['start'])}",
             f"DTEND:{_when(s['end'])}",
             f"SUMMARY:{_text(s['title'])}",
-            f"LOCATION:{_text(room['name'])}",
+            f"LOCATION:{_text(room)}",
             f"STATUS:{'CANCELLED' if entry.get('cancelled') else 'CONFIRMED'}",
             f"SEQUENCE:{int(entry.get('sequence', 0))}",
         ]
