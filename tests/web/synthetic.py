@@ -57,7 +57,7 @@ def room_name(i: int) -> str:
 
 
 def title(i: int, slot: int) -> str:
-    return f"{TITLES[(i * 3 + slot) % len(TITLES)]} ({i + 1}.{slot + 1})"
+    return TITLES[(i * 3 + slot) % len(TITLES)]
 
 
 def program(rooms: int, now: datetime | None = None) -> bytes:
