@@ -44,7 +44,10 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT = 10.0  # seconds workers have to stop before they are killed
 RESTART_DELAY = 1.0  # seconds before a worker that died is started again...
 MAX_RESTART_DELAY = 30.0  # ...doubling while they keep dying, up to this
-BACKLOG = 1024  # connections waiting to be accepted (the kernel caps it at net.core.somaxconn)
+# Connections waiting to be accepted (the kernel caps it at net.core.somaxconn: 4096 on Linux
+# since 5.4). After a wifi blip a whole venue's phones reconnect within a second: a SYN that finds
+# the queue full is dropped and retried a second later, then three seconds later.
+BACKLOG = 4096
 
 
 def run(settings: Settings, *, demo: bool = False) -> None:

@@ -28,9 +28,6 @@ from urllib.parse import urlsplit
 import orjson
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-# Handshakes in flight per process. After a wifi blip every phone tries at once; the server's
-# accept queue (1024 per worker) and its backoff answers are what should limit, not this.
-CONNECTS_AT_ONCE = 256
 MARK = "bench "  # the text of a benchmark announcement starts with this, then the publish time
 TEXT_MARK = b'"text":"' + MARK.encode()
 EVENT = b'{"type":"event",'  # how the server's events start (feed.protocol.Event.frame)
@@ -155,7 +152,12 @@ class Generator:
     """The clients of one process, and the counters the bench reads back."""
 
     def __init__(
-        self, url: str, channel: str, rooms: tuple[str, ...] = (), sources: tuple[str, ...] = ()
+        self,
+        url: str,
+        channel: str,
+        rooms: tuple[str, ...] = (),
+        sources: tuple[str, ...] = (),
+        connects_at_once: int = 0,
     ) -> None:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -174,6 +176,10 @@ class Generator:
         # server's port, and a closed connection holds its port for a minute (TIME_WAIT).
         self.sources = sources or ("127.0.0.1",)
         self._next_source = 0
+        # Connections this process opens at once; 0: all of them. After a wifi blip every phone
+        # tries at once, so by default nothing here queues them: what a storm measures is the
+        # server (its accept queue, upgrades, subscriptions), not the load generator's queue.
+        self.connects_at_once = connects_at_once
         self.clients: list[WsClient] = []
         self.tracks: list[Track] = []
         self.latencies = array("d")  # milliseconds, one per message received
@@ -206,7 +212,7 @@ class Generator:
         self, tracks: list[Track], *, resume: bool, within: float
     ) -> dict[str, Any]:
         started = time.time()
-        slots = asyncio.Semaphore(CONNECTS_AT_ONCE)
+        slots = asyncio.Semaphore(self.connects_at_once) if self.connects_at_once else None
         results = await asyncio.gather(
             *(self._open(t, slots, resume, started + within) for t in tracks)
         )
@@ -214,12 +220,12 @@ class Generator:
         return {"clients": ok, "failed": len(tracks) - ok, "seconds": time.time() - started}
 
     async def _open(
-        self, track: Track, slots: asyncio.Semaphore, resume: bool, deadline: float
+        self, track: Track, slots: asyncio.Semaphore | None, resume: bool, deadline: float
     ) -> bool:
         loop = asyncio.get_running_loop()
         delay = 0.05
         while time.time() < deadline:
-            async with slots:
+            async with slots if slots is not None else contextlib.nullcontext():
                 subscribed = loop.create_future()
                 client = WsClient(self, track)
                 self._pending_subs[client] = subscribed
@@ -360,15 +366,20 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def serve(
-    conn: Connection, url: str, channel: str, rooms: tuple[str, ...], sources: tuple[str, ...]
+def serve(  # noqa: PLR0917 - multiprocessing passes the arguments by position
+    conn: Connection,
+    url: str,
+    channel: str,
+    rooms: tuple[str, ...],
+    sources: tuple[str, ...],
+    connects_at_once: int = 0,
 ) -> None:
     """The body of a load generator process: obey the bench's commands until told to stop.
 
     Commands are tuples: ("connect", count, timeout), ("expect", base, count),
     ("wait", timeout), ("storm", timeout), ("stop",). Each gets one reply, a dict, which also
     carries the process's CPU seconds so far."""
-    asyncio.run(_serve(conn, Generator(url, channel, rooms, sources)))
+    asyncio.run(_serve(conn, Generator(url, channel, rooms, sources, connects_at_once)))
 
 
 async def _serve(conn: Connection, gen: Generator) -> None:

@@ -93,7 +93,7 @@ async def main(port: int, redis_url: str, reuse_port: bool = False) -> None:
     await runner.setup()
     # The same accept queue as `feed serve`: the comparison is about fan-out, not accepting.
     await web.TCPSite(
-        runner, "127.0.0.1", port, backlog=1024, reuse_port=reuse_port or None
+        runner, "127.0.0.1", port, backlog=4096, reuse_port=reuse_port or None
     ).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

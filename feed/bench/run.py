@@ -10,7 +10,9 @@ processes (feed.bench.loadgen), and run the scenarios:
 - rate: M announcements at R per second; publish-to-receive latency p50/p99/max;
 - storm (the feed only, at the largest N): while announcements flow at R per second, every client
   drops at once and reconnects with its last `(epoch, seq)`; time until all have resumed;
-- idle (the feed only): memory per idle connection, subscribed, with nothing flowing.
+- idle (the feed only): memory per idle connection, subscribed, with nothing flowing;
+- rate through the proxy (`--proxy`, at the largest N): the compose file's nginx on loopback in
+  front of two feed servers (feed.bench.proxy), to see what the proxy costs in latency and CPU.
 
 Every client checks every message: lost, duplicated and reordered messages are counted. CPU is
 read from /proc for the server (with its workers), Redis, and the load generators.
@@ -24,6 +26,7 @@ import contextlib
 import multiprocessing
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,13 +42,16 @@ from typing import Any
 
 import orjson
 
-from feed.bench import loadgen
+from feed.bench import loadgen, proxy
 from feed.embedded import RedisProcess, free_port
 from feed.errors import InvalidMessage
 from publisher import Publisher
 
 CHANNEL = "venue"  # the measured channel: announcements to everyone
 CONNECTIONS_PER_SOURCE = 10_000  # clients per local address (one has about 28,000 ports)
+# Through the compose file's nginx, which allows 1000 connections per client address
+# (limit_conn): the clients come from more addresses rather than the proxy being changed.
+CONNECTIONS_PER_SOURCE_PROXIED = 900
 TEXT_BYTES = 200  # announcement text: with its envelope, a frame of about 300 bytes
 ANNOUNCEMENT_IDS = 8  # ids reused, so the channel's snapshot stays small
 TICK = os.sysconf("SC_CLK_TCK")
@@ -95,6 +101,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="an environment variable for `feed serve` (repeat)",
     )
+    p.add_argument(
+        "--connects-at-once",
+        type=int,
+        default=0,
+        metavar="N",
+        help="connections each load generator opens at once; 0: all (default), as after a blip",
+    )
+    p.add_argument(
+        "--proxy",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also run the 20 msg/s scenario at the largest N through the compose file's nginx"
+        " in front of two feed servers, on loopback (needs nginx and PyYAML; default: no)",
+    )
     p.add_argument("--json", type=Path, help="write every figure to this JSON file")
     p.add_argument("--plot", type=Path, help="draw the results to this PNG file (matplotlib)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per step (120)")
@@ -143,8 +163,9 @@ def memory(pid: int) -> dict[str, int]:
 class Server:
     kind: str  # "feed" or "naive"
     procs: list[subprocess.Popen[bytes]]  # the feed's supervisor, or each naive process
-    port: int
+    port: int  # where clients connect: the server's, or the proxy's
     log: Path
+    proxy: list[subprocess.Popen[bytes]] = field(default_factory=list)  # nginx, with --proxy
 
     @property
     def url(self) -> str:
@@ -152,6 +173,9 @@ class Server:
 
     def cpu(self) -> float:
         return sum(cpu_seconds(p.pid) for p in self.procs)
+
+    def proxy_cpu(self) -> float:
+        return sum(cpu_seconds(p.pid) for p in self.proxy)
 
     def memory(self) -> dict[str, int]:
         found = [memory(p.pid) for p in self.procs]
@@ -168,9 +192,17 @@ class Server:
                 proc.wait()
 
 
-def start_server(kind: str, redis_url: str, workdir: Path, args: argparse.Namespace) -> Server:
+def start_server(
+    kind: str,
+    redis_url: str,
+    workdir: Path,
+    args: argparse.Namespace,
+    *,
+    workers: int | None = None,
+) -> Server:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
+    workers = args.workers if workers is None else workers
     if kind == "feed":
         command = [
             sys.executable,
@@ -184,7 +216,7 @@ def start_server(kind: str, redis_url: str, workdir: Path, args: argparse.Namesp
             "--log-level",
             "warning",
             "--workers",
-            str(args.workers),
+            str(workers),
         ]
         # Every benchmark client comes from 127.0.0.1: no per-address limit here.
         env["FEED_MAX_CONNECTIONS_PER_IP"] = "0"
@@ -197,7 +229,7 @@ def start_server(kind: str, redis_url: str, workdir: Path, args: argparse.Namesp
         command = [sys.executable, "-m", "feed.bench.naive", "--port", str(port)]
         command += ["--redis-url", redis_url, "--reuse-port"]
     log = workdir / f"{kind}-{port}.log"
-    copies = args.workers if kind == "naive" else 1
+    copies = workers if kind == "naive" else 1
     with log.open("wb") as out:
         procs = [
             subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -231,19 +263,26 @@ class LoadGens:
     procs: list[BaseProcess] = field(default_factory=list)
 
     @classmethod
-    def start(cls, count: int, url: str, rooms: int, clients: int) -> LoadGens:
+    def start(
+        cls,
+        count: int,
+        url: str,
+        rooms: int,
+        clients: int,
+        *,
+        per_source: int = CONNECTIONS_PER_SOURCE,
+        connects_at_once: int = 0,
+    ) -> LoadGens:
         context = multiprocessing.get_context("spawn")
         gens = cls()
         names = tuple(f"room:bench-{i + 1}" for i in range(rooms))
         # Several loopback addresses (127.0.0.2, ...) when one would run short of ports.
-        sources = tuple(
-            f"127.0.0.{2 + i}" for i in range(max(1, -(-clients // CONNECTIONS_PER_SOURCE)))
-        )
+        sources = tuple(f"127.0.0.{2 + i}" for i in range(max(1, -(-clients // per_source))))
         for i in range(count):
             mine, theirs = context.Pipe()
             proc = context.Process(
                 target=loadgen.serve,
-                args=(theirs, url, CHANNEL, names, sources),
+                args=(theirs, url, CHANNEL, names, sources, connects_at_once),
                 name=f"bench-loadgen-{i}",
             )
             proc.start()
@@ -380,6 +419,7 @@ async def scenario(
         server.cpu(),
         cpu_seconds(redis.proc.pid if redis.proc else 0),
         gens.cpu(),
+        server.proxy_cpu(),
     )
     publishing = asyncio.create_task(publish_paced(pub, count, rate))
     storm_result: dict[str, Any] | None = None
@@ -412,7 +452,8 @@ async def scenario(
             "server": server_cpu,
             "redis": cpu_seconds(redis.proc.pid if redis.proc else 0) - cpu[1],
             "loadgen": gens.cpu() - cpu[2],
-        },
+        }
+        | ({"proxy": server.proxy_cpu() - cpu[3]} if server.proxy else {}),
         "server_us_per_delivery": server_cpu / result["received"] * 1e6
         if result["received"]
         else float("nan"),
@@ -426,7 +467,9 @@ async def scenario(
 async def idle(redis: RedisProcess, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Server memory for `--idle` connections, subscribed and quiet (summed over workers)."""
     server = start_server("feed", redis.url, workdir, args)
-    gens = LoadGens.start(args.loadgens, server.url, args.rooms, args.idle)
+    gens = LoadGens.start(
+        args.loadgens, server.url, args.rooms, args.idle, connects_at_once=args.connects_at_once
+    )
     try:
         await asyncio.sleep(1.0)
         before = server.memory()["rss"]
@@ -449,6 +492,108 @@ async def idle(redis: RedisProcess, workdir: Path, args: argparse.Namespace) -> 
         server.stop()
 
 
+def nginx_workers(clients: int) -> int:
+    """nginx worker processes enough for `clients` websockets (two files each) within this
+    process's open-file limit, which nginx's `worker_rlimit_nofile` cannot exceed; at least the
+    compose file's `auto` (one per core)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    files = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    usable = int(files * 0.8)  # each worker gets an uneven share, and keeps some for itself
+    return max(os.cpu_count() or 1, -(-2 * clients // usable))
+
+
+async def proxied(
+    clients: int, *, redis: RedisProcess, pub: Publisher, workdir: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The rate scenario through the compose topology: nginx (its configuration as the compose
+    file mounts it, with loopback addresses) in front of two `feed serve`, one process each."""
+    binary = proxy.find_nginx()
+    if binary is None:
+        raise proxy.ProxyError("--proxy needs nginx (/usr/sbin/nginx, or NGINX=/path/to/nginx)")
+    doc = proxy.compose()
+    names = proxy.feed_services(doc)[:2]
+    feeds = [start_server("feed", redis.url, workdir, args, workers=1) for _ in names]
+    entry = proxy.Nginx(free_port(), workdir / f"nginx-{clients}")
+    site = proxy.loopback_config(
+        proxy.nginx_config(doc, proxy.NGINX_SITE),
+        {name: feed.port for name, feed in zip(names, feeds, strict=True)},
+        entry.port,
+        reuseport=True,  # every worker its own accept queue: even shares of the files
+    )
+    workers = nginx_workers(clients)
+    try:
+        with proxy.run_nginx(
+            binary, proxy.nginx_config(doc, proxy.NGINX_MAIN), site, entry.folder, workers=workers
+        ) as nginx:
+            await asyncio.to_thread(proxy.wait_answering, entry, nginx)
+            server = Server(
+                "feed", [p for f in feeds for p in f.procs], entry.port, feeds[0].log, [nginx]
+            )
+            gens = LoadGens.start(
+                args.loadgens,
+                server.url,
+                args.rooms,
+                clients,
+                per_source=CONNECTIONS_PER_SOURCE_PROXIED,
+                connects_at_once=args.connects_at_once,
+            )
+            try:
+                opened = await gens.connect(clients, args.timeout)
+                say(
+                    f"feed through nginx ({workers} workers): {opened['clients']} clients"
+                    f" connected in {opened['seconds']:.1f} s ({opened['failed']} failed)"
+                )
+                result = await scenario(
+                    "rate-proxy",
+                    server=server,
+                    gens=gens,
+                    pub=pub,
+                    redis=redis,
+                    args=args,
+                    rate=args.rate,
+                )
+            finally:
+                gens.stop()
+            result |= {
+                "clients": opened["clients"],
+                "connect_s": opened["seconds"],
+                "proxy_workers": workers,
+                "feed_servers": len(feeds),
+            }
+            return result
+    finally:
+        for feed in feeds:
+            feed.stop()
+
+
+def proxy_cost(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the proxy costs: the proxied rate scenario beside the direct one at the same N."""
+    via = next((r for r in runs if r["scenario"] == "rate-proxy"), None)
+    if via is None:
+        return {}
+    direct = next(
+        (
+            r
+            for r in runs
+            if (r["server"], r["scenario"], r["clients"]) == ("feed", "rate", via["clients"])
+        ),
+        None,
+    )
+    out: dict[str, Any] = {
+        "clients": via["clients"],
+        "p99_ms": via["latency_ms"]["p99"],
+        "cpu_s": {"feed": via["cpu_s"]["server"], "nginx": via["cpu_s"].get("proxy", 0.0)},
+    }
+    if direct is not None:
+        out["direct_p99_ms"] = direct["latency_ms"]["p99"]
+        out["direct_cpu_s"] = direct["cpu_s"]["server"]
+        out["p99_added_ms"] = via["latency_ms"]["p99"] - direct["latency_ms"]["p99"]
+        out["cpu_added_s"] = (
+            via["cpu_s"]["server"] + via["cpu_s"].get("proxy", 0.0) - direct["cpu_s"]["server"]
+        )
+    return out
+
+
 async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     counts = parse_counts(args.clients)
     redis = RedisProcess(workdir / "redis", port=free_port())
@@ -459,7 +604,13 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             for kind in ("feed", "naive") if args.baseline else ("feed",):
                 for n in counts:
                     server = start_server(kind, redis.url, workdir, args)
-                    gens = LoadGens.start(args.loadgens, server.url, args.rooms, n)
+                    gens = LoadGens.start(
+                        args.loadgens,
+                        server.url,
+                        args.rooms,
+                        n,
+                        connects_at_once=args.connects_at_once,
+                    )
                     try:
                         opened = await gens.connect(n, args.timeout)
                         say(
@@ -490,13 +641,23 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     finally:
                         gens.stop()
                         server.stop()
+            if args.proxy:
+                result = await proxied(counts[-1], redis=redis, pub=pub, workdir=workdir, args=args)
+                say(line(result))
+                runs.append(result)
             if args.idle:
                 result = await idle(redis, workdir, args)
                 say(line(result))
                 runs.append(result)
     finally:
         redis.stop()
-    return {"machine": machine(), "options": options(args), "runs": runs, "ratios": ratios(runs)}
+    return {
+        "machine": machine(),
+        "options": options(args),
+        "runs": runs,
+        "ratios": ratios(runs),
+        "proxy": proxy_cost(runs),
+    }
 
 
 def parse_counts(value: str) -> list[int]:
@@ -590,6 +751,8 @@ def line(r: dict[str, Any]) -> str:
         f"Redis {r['cpu_s']['redis']:.1f}, load generators {r['cpu_s']['loadgen']:.1f}; "
         f"lost {r['lost']}, dup {r['duplicates']}, reordered {r['reordered']}"
     )
+    if "proxy" in r["cpu_s"]:
+        text_ += f"; nginx CPU s {r['cpu_s']['proxy']:.1f} ({r['proxy_workers']} workers)"
     if r["closes"]:
         text_ += f"; closes {r['closes']}"
     if "storm" in r:
@@ -610,6 +773,14 @@ def report(results: dict[str, Any]) -> None:
         say(
             f"feed / naive, {key}: deliveries/s x{r['deliveries_per_s']:.2f}, "
             f"p99 x{r['p99']:.2f}, CPU per delivery x{r['server_us_per_delivery']:.2f}"
+        )
+    cost = results.get("proxy") or {}
+    if "p99_added_ms" in cost:
+        say(
+            f"through nginx, N={cost['clients']}: p99 {cost['p99_ms']:.0f} ms"
+            f" (direct {cost['direct_p99_ms']:.0f} ms, {cost['p99_added_ms']:+.0f} ms);"
+            f" CPU s feed {cost['cpu_s']['feed']:.1f} + nginx {cost['cpu_s']['nginx']:.1f}"
+            f" (direct {cost['direct_cpu_s']:.1f}, {cost['cpu_added_s']:+.1f})"
         )
 
 

@@ -8,17 +8,19 @@ from pathlib import Path
 import orjson
 import pytest
 
+from feed.bench.proxy import find_nginx
 from tests.conftest import feed_command
 
 
 @pytest.mark.timeout(180)
 def test_bench_measures_both_servers_and_counts_every_message(tmp_path: Path) -> None:
     out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
+    via_nginx = find_nginx() is not None  # the compose topology's proxy, when there is one
     done = subprocess.run(
         feed_command(
             "bench", "--clients", "20,60", "--messages", "30", "--rate", "60", "--idle", "200",
             "--loadgens", "2", "--json", str(out), "--plot", str(plot), "--timeout", "60",
-            "--workers", "2", "--rooms", "3",
+            "--workers", "2", "--rooms", "3", *(["--proxy"] if via_nginx else []),
         ),
         capture_output=True, text=True, timeout=170, cwd=tmp_path, check=False,
     )  # fmt: skip
@@ -30,6 +32,12 @@ def test_bench_measures_both_servers_and_counts_every_message(tmp_path: Path) ->
         for n in (20, 60):
             assert {(server, "burst", n), (server, "rate", n)} <= scenarios
     assert ("feed", "storm", 60) in scenarios
+    if via_nginx:  # the same steady scenario through nginx, beside the direct one
+        assert ("feed", "rate-proxy", 60) in scenarios
+        cost = results["proxy"]
+        assert cost["clients"] == 60 and cost["cpu_s"]["nginx"] >= 0
+        assert cost["p99_added_ms"] == cost["p99_ms"] - cost["direct_p99_ms"]
+        assert "through nginx, N=60" in done.stdout
     for r in runs:
         if r["scenario"] == "idle":
             assert r["clients"] == 200 and r["failed"] == 0

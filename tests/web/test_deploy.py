@@ -4,18 +4,16 @@ There is no Docker on the development machines. So the compose file's structure 
 and its topology is run for real on loopback: a Redis, two `feed serve` processes, and Debian's
 nginx with the very configuration text the compose file mounts into its nginx container. Only
 what must differ outside Docker is rewritten: the upstream servers' addresses, the listening
-port, and the paths of an unprivileged nginx. That test is skipped where there is no nginx
-(`apt-get install nginx`; `NGINX=/path/to/nginx` names another binary).
+port, and the paths of an unprivileged nginx (feed/bench/proxy.py, shared with `feed bench
+--proxy`). That test is skipped where there is no nginx (`apt-get install nginx`;
+`NGINX=/path/to/nginx` names another binary).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
-import shutil
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -28,18 +26,30 @@ from urllib.parse import urlsplit
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from feed.bench import proxy
+from feed.bench.proxy import (
+    COMPOSE,
+    DOCKERFILE,
+    FEED_PORT,
+    NGINX_MAIN,
+    NGINX_SITE,
+    Nginx,
+    feed_services,
+    find_nginx,
+    loopback_config,
+    nginx_config,
+    nginx_config_raw,
+    nginx_service,
+    run_nginx,
+    wait_answering,
+)
 from feed.embedded import RedisProcess, free_port
 from publisher import Publisher
-from tests.conftest import ROOT, Client, FeedServer, connect, get
+from tests.conftest import Client, FeedServer, connect, get
 
 Servers = Callable[..., FeedServer]
 
-COMPOSE = ROOT / "docker-compose.yml"
-DOCKERFILE = ROOT / "Dockerfile"
-DOCKERIGNORE = ROOT / ".dockerignore"
-NGINX_MAIN = "/etc/nginx/nginx.conf"
-NGINX_SITE = "/etc/nginx/conf.d/default.conf"
-FEED_PORT = 8080  # where the feed servers listen in their containers
+DOCKERIGNORE = COMPOSE.parent / ".dockerignore"
 HEARTBEAT = 25  # seconds between the server's websocket pings (docs/protocol.md, Connecting)
 CLIENTS = 6
 
@@ -48,38 +58,8 @@ CLIENTS = 6
 
 
 def compose() -> dict[str, Any]:
-    yaml = pytest.importorskip("yaml")
-    doc: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
-    return doc
-
-
-def nginx_service(doc: dict[str, Any]) -> dict[str, Any]:
-    (service,) = [
-        s for s in doc["services"].values() if str(s.get("image", "")).startswith("nginx:")
-    ]
-    return dict(service)
-
-
-def feed_services(doc: dict[str, Any]) -> list[str]:
-    """The services built from the repository's Dockerfile, in the file's order."""
-    return [
-        name
-        for name, service in doc["services"].items()
-        if isinstance(service.get("build"), dict)
-        and service["build"].get("dockerfile") == DOCKERFILE.name
-    ]
-
-
-def nginx_config_raw(doc: dict[str, Any], target: str = NGINX_SITE) -> str:
-    """The inline configuration text mounted in the nginx container at `target`, as written."""
-    (mount,) = [m for m in nginx_service(doc)["configs"] if m["target"] == target]
-    content: str = doc["configs"][mount["source"]]["content"]
-    return content
-
-
-def nginx_config(doc: dict[str, Any], target: str = NGINX_SITE) -> str:
-    """That text as nginx gets it: Compose turns `$$` into `$`."""
-    return nginx_config_raw(doc, target).replace("$$", "$")
+    pytest.importorskip("yaml")
+    return proxy.compose()
 
 
 def directives(conf: str, name: str) -> list[str]:
@@ -256,109 +236,6 @@ def test_the_dockerfile_is_slim_non_root_and_checks_its_health() -> None:
 
 
 # --- the topology, on loopback with a real nginx -----------------------------------------------
-
-
-def find_nginx() -> str | None:
-    """`NGINX` when set, else Debian's (/usr/sbin is not on every PATH), else one on PATH."""
-    named = os.environ.get("NGINX")
-    candidates = [named] if named is not None else ["/usr/sbin/nginx", shutil.which("nginx")]
-    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
-
-
-@dataclass
-class Nginx:
-    port: int
-    folder: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    def error_log(self) -> str:
-        path = self.folder / "error.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-
-def loopback_config(conf: str, upstreams: dict[str, int], port: int) -> str:
-    """The compose file's site configuration, with only the addresses changed for loopback."""
-    for name, upstream_port in upstreams.items():
-        conf, n = re.subn(
-            rf"(?m)^(\s*server\s+){re.escape(name)}:{FEED_PORT}\b",
-            rf"\g<1>127.0.0.1:{upstream_port}",
-            conf,
-        )
-        assert n == 1, f"upstream server {name}:{FEED_PORT} not found once"
-    conf, n = re.subn(r"(?m)^(\s*listen\s+)80\s*;", rf"\g<1>127.0.0.1:{port};", conf)
-    assert n == 1, "listen 80 not found once"
-    return conf
-
-
-def loopback_main(main: str, folder: Path) -> str:
-    """The compose file's main nginx file, with the paths of an unprivileged nginx: what it
-    writes (pid, logs, temporary files) goes to `folder`, and it includes `folder`/default.conf."""
-    # As root, nginx's workers would run as `nobody`, who cannot enter pytest's private folders.
-    user = "user root;" if os.geteuid() == 0 else ""
-    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    http = [f"{kind}_temp_path {folder / kind};" for kind in kinds]
-    http.append(f"include {folder / 'default.conf'};")
-    rewrites: list[tuple[str, Callable[[re.Match[str]], str]]] = [
-        (r"(?m)^([ \t]*)user\s+[^;]*;", lambda m: m[1] + user),
-        (r"(?m)^([ \t]*)pid\s+[^;]*;", lambda m: f"{m[1]}pid {folder / 'nginx.pid'};"),
-        (r"(?m)^([ \t]*)error_log\s+\S+", lambda m: f"{m[1]}error_log {folder / 'error.log'}"),
-        (
-            r"(?m)^([ \t]*)access_log\s+[^;]*;",
-            lambda m: f"{m[1]}access_log {folder / 'access.log'};",
-        ),
-        (
-            r"(?m)^([ \t]*)include\s+/etc/nginx/conf\.d/\*\.conf;",
-            lambda m: m[1] + f"\n{m[1]}".join(http),
-        ),
-    ]
-    for pattern, rewrite in rewrites:
-        main, n = re.subn(pattern, rewrite, main)
-        assert n == 1, f"{pattern} not found once in the main nginx file"
-    return main
-
-
-@contextlib.contextmanager
-def run_nginx(binary: str, main: str, site: str, folder: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """nginx in the foreground as the image runs it (`-g 'daemon off;'`), everything it writes
-    in `folder`; always stopped."""
-    folder.mkdir()
-    (folder / "default.conf").write_text(site)
-    (folder / "nginx.conf").write_text(loopback_main(main, folder))
-    command = [binary, "-p", str(folder), "-c", str(folder / "nginx.conf")]
-    command += ["-e", str(folder / "error.log"), "-g", "daemon off;"]
-    check = subprocess.run(
-        [*command, "-t"], capture_output=True, text=True, timeout=10, check=False
-    )
-    assert check.returncode == 0, f"nginx refuses the configuration:\n{check.stderr}"
-    with (folder / "stderr.log").open("wb") as stderr:
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
-    try:
-        yield proc
-    finally:
-        proc.terminate()  # SIGTERM: a fast shutdown, open websockets included
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def wait_answering(nginx: Nginx, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"nginx exited with {proc.returncode}:\n{nginx.error_log()}"
-        with contextlib.suppress(OSError):
-            if get(nginx.url + "/healthz", timeout=0.5)[0] == 200:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nginx not answering in {timeout} s:\n{nginx.error_log()}")
 
 
 def established(port: int) -> int:
