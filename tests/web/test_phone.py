@@ -196,3 +196,88 @@ async def offline_then_the_move_comes_first(
     await expect(page.locator("body")).to_have_attribute("data-online", "true")
     await page.wait_for_timeout(500)
     assert await alerts.is_hidden()
+
+
+async def test_a_new_program_is_fetched_once_when_the_feed_says_so_and_marked_until_seen(
+    redis: RedisProcess,
+    feed_server: Servers,
+    browser: Any,  # noqa: F811
+) -> None:
+    doc = phone_program.today()
+    server = feed_server(redis.url)
+    async with Publisher(redis.url) as pub:
+        await pub.import_program(orjson.dumps(doc), source="today.json", title=TITLE)
+        context = await browser.new_context(viewport=PHONE)
+        page = await context.new_page()
+        fetched: list[int] = []
+        page.on(
+            "response",
+            lambda r: fetched.append(r.status) if r.url.endswith("/api/schedule") else None,
+        )
+        await page.goto(f"{server.url}/?lang=en")
+        await expect(page.locator("body")).to_have_attribute("data-online", "true")
+        await page.wait_for_timeout(3000)
+        assert fetched == [200]  # once, then never polled
+        await page.reload()  # the phone's copy is current: the feed's etag says so
+        await expect(page.locator("body")).to_have_attribute("data-online", "true")
+        await page.wait_for_timeout(1000)
+        assert fetched == [200]
+
+        # A re-import moves a session to Oasis: one fetch, the row moves, marked until seen.
+        await pub.import_program(
+            orjson.dumps(phone_program.moved(doc, FAVOURITE, 4)), source="today.json", title=TITLE
+        )
+        row = page.locator(f"#program [data-session={FAVOURITE}]")
+        await page.click(
+            f"#days [data-day='{(await schedule(server))['sessions'][0]['start'][:10]}']"
+        )
+        await expect(row.locator(".meta")).to_contain_text("Oasis")
+        await expect(row.locator(".mark")).to_have_text("Moved · from Atlas")
+        assert fetched == [200, 200]
+        await row.locator("summary").click()  # opened: seen
+        await expect(row.locator(".mark")).to_have_count(0)
+        await page.reload()
+        await expect(page.locator("body")).to_have_attribute("data-ready", "program")
+        await page.wait_for_timeout(500)
+        assert await row.locator(".mark").count() == 0
+        await context.close()
+
+
+async def test_the_keyboard_and_text_at_200_percent(
+    redis: RedisProcess,
+    feed_server: Servers,
+    browser: Any,  # noqa: F811
+) -> None:
+    server = feed_server(redis.url)
+    async with Publisher(redis.url) as pub:
+        await pub.import_program(
+            orjson.dumps(phone_program.today()), source="today.json", title=TITLE
+        )
+    context = await browser.new_context(viewport=PHONE)
+    page = await open_phone(context, server, "fr")
+    # A phone's largest text setting: every size follows the root's.
+    await page.evaluate("document.documentElement.style.fontSize = '200%'")
+    assert await page.evaluate("getComputedStyle(document.body).fontSize") == "34px"
+    wider = await page.evaluate("document.documentElement.scrollWidth - innerWidth")
+    assert wider <= 0, "the page scrolls sideways at 200 %"
+    # The keyboard alone: into the search field, type, Tab to the first result's star, Space.
+    await page.keyboard.press("Tab")
+    for _ in range(10):
+        if await page.evaluate("document.activeElement.id") == "search":
+            break
+        await page.keyboard.press("Tab")
+    await page.keyboard.type("ceremonie")
+    await expect(page.locator("#program .session")).to_have_count(1)
+    for _ in range(30):
+        if await page.evaluate("document.activeElement.classList.contains('star')"):
+            break
+        await page.keyboard.press("Tab")
+    await page.keyboard.press("Space")
+    await expect(page.locator("#program [data-session=SCE001] .star")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    focused = await page.evaluate(
+        "document.activeElement.closest('[data-session]').dataset.session"
+    )
+    assert focused == "SCE001"  # the star keeps the focus
+    await context.close()
