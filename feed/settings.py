@@ -56,9 +56,11 @@ class Settings:
     # Channel subscriptions the server starts per second, all clients together (issue 18): past
     # it they wait their turn, and connected clients are served first.
     subscribe_rate: int = 10_000
-    # Websocket connections at once from one address; 0: no limit. Behind a reverse proxy every
-    # client has the proxy's address: limit there instead (docs/operations.md).
-    max_connections_per_ip: int = 1000
+    # Websocket connections at once from one address; 0 (the default): no per-address limit at
+    # all. Off by default because a venue's phones often share one NAT address, which would turn
+    # the crowd away after a wifi blip; the server protects itself by its own capacity (its file
+    # limit, its accept queue, the subscription budget). How to size it: docs/operations.md.
+    max_connections_per_ip: int = 0
     # Reverse proxies in front of the server (comma-separated addresses): for requests from
     # them, the client's address is taken from X-Forwarded-For, and the page's host from
     # X-Forwarded-Host. Anyone else's forwarding headers are ignored.
