@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from feed.embedded import RedisProcess
+from publisher import Publisher
 from tests.conftest import FeedServer
 from tests.web import synthetic
 from tests.web.test_pages import CHROMIUM, FLAGS, Servers, expect, playwright
@@ -135,10 +136,15 @@ VISIBILITY = """
   const main = document.getElementById("rooms").getBoundingClientRect();
   const band = document.getElementById("band");
   const animating = document.getAnimations().length;
+  const pager = (id) => {
+    const node = document.getElementById(id);
+    return node.hidden ? "" : node.textContent;
+  };
   return {
     now: Date.now(),
     result,
-    page: document.getElementById("page").hidden ? "" : document.getElementById("page").textContent,
+    page: pager("page"),
+    notePage: pager("announcement-page"),
     animating,
     small: animating ? [] : everyText(minFont), // between transitions
     bandBelowRooms: band.hidden || band.getBoundingClientRect().top >= main.bottom - eps,
@@ -166,6 +172,7 @@ async def watch_hall(
     within_s: int,
     lang: str = "fr",
     reduced_motion: str = "no-preference",
+    announcements: int = 1,
 ) -> dict[str, Any]:
     """Open the hall and look at it every second of its clock until every text has been seen
     whole, or `within_s` seconds have passed; what was seen, when, and what was never seen."""
@@ -180,13 +187,18 @@ async def watch_hall(
     opened = await page.evaluate("Date.now()")
     await expect(page.locator("body")).to_have_attribute("data-online", "true")
     await expect(page.locator("article.card")).to_have_count(len(ids))
-    await expect(page.locator("#announcements li")).to_have_count(1)
+    await expect(page.locator("#announcements li")).to_have_count(announcements)
+    notes = await page.eval_on_selector_all(
+        "#announcements li", "items => items.map(i => i.dataset.id)"
+    )
     expected = {f"{room} {part}" for room in ids for part in ("name", "status", "now", "next")}
     expected |= {f"{room} {slot} {part}" for room in ids for slot in ("now", "next")
                  for part in ("label", "time")}  # fmt: skip
+    expected |= {f"announcement {note}" for note in notes}
     seen: dict[str, int] = {}
     last_reason: dict[str, str] = {}
     pages: list[tuple[str, int]] = []  # the page number on display, from when
+    note_pages: list[tuple[str, int]] = []  # the same for the announcements' band
     animated = False
     min_font = 20 if size[0] * size[1] <= 1920 * 1080 else 40
     small: list[str] = []
@@ -199,13 +211,14 @@ async def watch_hall(
         small += look["small"]
         if not pages or pages[-1][0] != look["page"]:
             pages.append((look["page"], elapsed))
+        if not note_pages or note_pages[-1][0] != look["notePage"]:
+            note_pages.append((look["notePage"], elapsed))
         for key, reason in look["result"].items():
             if reason is None:
                 seen.setdefault(key, elapsed)
             else:
                 last_reason[key] = reason
-        notes = {k for k in seen if k.startswith("announcement ")}
-        if (expected <= seen.keys() and notes) or elapsed > within_s * 1000:
+        if expected <= seen.keys() or elapsed > within_s * 1000:
             break
         if look["animating"] and fading < 50:
             # A page fading in: CSS animations run on real time, not on the page's clock, so
@@ -220,7 +233,7 @@ async def watch_hall(
     return {
         "missing": {k: last_reason.get(k, "never on a page") for k in expected - seen.keys()},
         "seen": seen,
-        "notes": {k for k in seen if k.startswith("announcement ")},
+        "note_pages": note_pages,
         "pages": pages,
         "animated": animated,
         "small": sorted(set(small)),
@@ -249,7 +262,6 @@ async def test_every_room_is_shown_whole(
     saw = await watch_hall(browser, server, ids, size=size, within_s=within_s)
     assert saw["errors"] == []
     assert saw["missing"] == {}, saw["pages"]
-    assert saw["notes"], "the announcement was never fully visible"
     assert saw["small"] == [], "texts under 20 px or faded"
     assert max(saw["seen"].values()) <= within_s * 1000
     numbers = [label for label, _ in saw["pages"]]
@@ -270,7 +282,30 @@ async def test_the_arabic_hall_with_reduced_motion_shows_every_room_without_fade
         browser, server, ids, size=(1920, 1080), within_s=60, lang="ar", reduced_motion="reduce"
     )
     assert saw["missing"] == {}
-    assert saw["notes"]
     assert saw["small"] == []
     assert len({label for label, _ in saw["pages"]}) > 1
     assert not saw["animated"], "no fade or slide when the reader asked for less motion"
+
+
+async def test_announcements_that_do_not_fit_take_turns_in_their_own_band(
+    redis: RedisProcess, feed_server: Servers, browser: Any
+) -> None:
+    server = feed_server(redis.url)
+    ids = await synthetic.prepare(redis.url, server.url, 4)
+    async with Publisher(redis.url) as pub:
+        for n in range(7):
+            await pub.announce(
+                f"{n + 1}. {synthetic.ANNOUNCEMENT}", priority="important" if n % 3 else "info"
+            )
+    for size in ((1920, 1080), (1080, 1920)):
+        saw = await watch_hall(
+            browser, server, ids, size=size, within_s=60, announcements=8, reduced_motion="reduce"
+        )
+        assert saw["missing"] == {}, (saw["pages"], saw["note_pages"])
+        assert saw["small"] == []
+        numbers = [label for label, _ in saw["note_pages"]]
+        assert len(set(numbers)) > 1, "eight long announcements do not fit in one band"
+        assert all(re.fullmatch(r"\u2066\d+ / \d+\u2069", n) for n in numbers), numbers
+        # The first band page went up with the page, after the opening this counts from.
+        assert saw["note_pages"][1][1] >= 10_000, saw["note_pages"]
+        assert all(t >= 10_000 for t in held(saw["note_pages"])), saw["note_pages"]

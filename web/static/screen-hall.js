@@ -16,7 +16,9 @@ import {
 
 const COLUMN_EM = 21; // the narrowest column a card stays readable in, in the hall's type size
 const LARGER = [2, 1.75, 1.5, 1.25]; // type sizes tried, largest first, when one page holds all
-const BAND_SHARE = 0.45; // the announcements' band takes at most this share of the height
+// The announcements' band takes at most this share of the height; more only for one announcement
+// longer than that, shown whole, the rooms getting what is left.
+const BAND_SHARE = 0.35;
 // How long a page stays, from its text: a reader finds their room (`base`), then reads its card
 // (`perChar`, for the longest card on the page); announcements are read whole, all of them.
 // Within bounds that keep a full turn of 60 rooms on a 1080p screen under two minutes.
