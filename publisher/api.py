@@ -218,6 +218,16 @@ class Publisher:
 
     # ---- the program ----------------------------------------------------------------------
 
+    async def follow_state(self) -> dict[str, Any] | None:
+        """What `feed schedule follow` last recorded of itself (publisher.follow), or None when
+        no follower has reported lately."""
+        raw = await self._bus.remembered(keys.FOLLOW)
+        try:
+            state = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            return None
+        return state if isinstance(state, dict) else None
+
     async def check_rooms(self, rooms: Iterable[str], *, field: str = "room") -> None:
         """Once a program is imported, every room named must be one of its rooms: NotFound
         otherwise, saying where they are listed (before any import, any valid id goes)."""

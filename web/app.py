@@ -45,6 +45,7 @@ ADMISSION: web.AppKey[Admission] = web.AppKey("admission")
 GATE: web.AppKey[ws.Gate] = web.AppKey("gate")
 CORS: web.AppKey[frozenset[str]] = web.AppKey("cors")
 METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics")
+FOLLOWED: web.AppKey[metrics.FollowCollector] = web.AppKey("followed")
 
 
 EXPIRY_EVERY = 1.0  # seconds between looks for expired announcements
@@ -129,11 +130,13 @@ def create_app(
     get("/sse", events, allow_head=False)  # a stream has no head of its own
     get("/api/channels", channels)
     get("/metrics", metrics_page)
+    app[FOLLOWED] = metrics.FollowCollector()
     app[METRICS] = metrics.registry(
         [
             metrics.FeedCollector(
                 lambda: app.get(RELAY), app[CLIENTS], app[OUTBOX], lambda: app.get(ADMISSION)
-            )
+            ),
+            app[FOLLOWED],
         ]
     )
     api.add_routes(app)
@@ -315,6 +318,10 @@ async def channels(request: web.Request) -> web.Response:
 
 async def metrics_page(request: web.Request) -> web.Response:
     """Prometheus's text format. Meant for the monitoring network: block it at the proxy."""
+    try:  # the program follower's state, if one runs; a Redis away only leaves it out
+        request.app[FOLLOWED].state = await request.app[api.PUBLISHER].follow_state()
+    except FeedError:
+        request.app[FOLLOWED].state = None
     return web.Response(
         body=metrics.render(request.app[METRICS]),
         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},

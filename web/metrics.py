@@ -186,3 +186,42 @@ def registry(collectors: Iterable[Collector]) -> CollectorRegistry:
 
 def render(reg: CollectorRegistry) -> bytes:
     return generate_latest(reg)
+
+
+class FollowCollector(Collector):
+    """`feed schedule follow`'s state as the follower last recorded it in Redis, read by the
+    /metrics handler just before it renders (a collector cannot wait for Redis itself)."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, object] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        state = self.state
+        if not isinstance(state, dict):
+            return
+        url = str(state.get("url", ""))
+        up = GaugeMetricFamily(
+            "feed_program_follow_up",
+            "1 while the program's source answers with a program (feed schedule follow), else 0",
+            labels=["url"],
+        )
+        up.add_metric([url], 1.0 if state.get("state") == "ok" else 0.0)
+        yield up
+        failures = CounterMetricFamily(
+            "feed_program_follow_failures",
+            "Fetches of the program's source that failed (down, slow, an error, not a program)",
+            labels=["url"],
+        )
+        failures.add_metric([url], float(_number(state.get("failures"))))
+        yield failures
+        success = GaugeMetricFamily(
+            "feed_program_follow_last_success_timestamp_seconds",
+            "When the source last answered with a program or 304 (Unix seconds)",
+            labels=["url"],
+        )
+        success.add_metric([url], _number(state.get("last_success")) / 1000)
+        yield success
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0

@@ -36,6 +36,7 @@ import pytest
 import redis.asyncio as aioredis
 import websockets
 
+from feed import keys
 from feed.bus import Bus
 from feed.embedded import RedisProcess, free_port
 from feed.errors import Unauthorized
@@ -104,6 +105,8 @@ MATRIX: dict[str, tuple[int, ...]] = {
                                        (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
     "GET /api/presence":               (401, 401, 401, 200, 200, 200, 200, 401, 401, 401, 403, 401),
     "GET /api/screens":                (401, 401, 401, 200, 200, 200, 200, 401, 401, 401, 403, 401),
+    "GET /api/schedule/follow":        (401, 401, 401, 200, 200, 200, 200, 401, 401, 401, 403, 401),
+    "GET /api/calendar.ics":           (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
     "GET /api/announcements/{id}/receipts":
                                        (401, 401, 401, 200, 200, 200, 200, 401, 401, 401, 403, 401),
     "WS connect":                      (101, 101, 101, 101, 101, 101, 101, 101, 101, 101, 101, 101),
@@ -181,6 +184,10 @@ CALLS = {
     ),
     "GET /api/presence": Call("GET", "/api/presence", "/api/presence"),
     "GET /api/screens": Call("GET", "/api/screens", "/api/screens"),
+    "GET /api/schedule/follow": Call("GET", "/api/schedule/follow", "/api/schedule/follow"),
+    "GET /api/calendar.ics": Call(
+        "GET", "/api/calendar.ics?session=7f6b1c0e-0000-4000-8000-000000000001", "/api/calendar.ics"
+    ),
     "GET /api/announcements/{id}/receipts": Call(
         "GET", "/api/announcements/{id}/receipts", "/api/announcements/{id}/receipts"
     ),
@@ -245,6 +252,17 @@ async def _make_tokens(redis_url: str) -> dict[str, str]:
     return made
 
 
+async def _follower_state(redis_url: str) -> None:
+    """What a `feed schedule follow` records of itself, so its endpoint has something to show."""
+    bus = Bus(redis_url)
+    try:
+        state = {"url": "https://pretalx.example/expo/schedule.json", "every": 60, "state": "ok",
+                 "failures": 0}  # fmt: skip
+        await bus.remember(keys.FOLLOW, orjson.dumps(state), 3600)
+    finally:
+        await bus.aclose()
+
+
 async def _import_program(server: FeedServer, admin: str) -> None:
     async with (
         aiohttp.ClientSession() as http,
@@ -267,6 +285,7 @@ def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
         server.start()
         made = _run(_make_tokens(redis.url))
         _run(_import_program(server, made["admin"]))
+        _run(_follower_state(redis.url))
         auth: dict[str, str | None] = {
             "anonymous": None,
             "malformed": "Bearer this-is-not-a-feed-token",

@@ -40,6 +40,8 @@ const TEXT = {
     no_screens: "No screen registered yet. Register each one: feed token create --role screen --name door-atlas-1 --room atlas, then open it with #token=TOKEN at the end of its address (/screen/room/atlas#token=…)",
     never: "never connected: open it with #token=TOKEN at the end of its address",
     writes_refused: "Redis refuses changes ({why}): the screens keep what they show, but nothing can be sent until it takes writes again",
+    source_ok: "Program kept current from {url}: last checked {t}",
+    source_failing: "The program's source fails since {since} ({why}): the screens keep the last good program, retrying",
     receipts: { one: "On {shown} of {n} screen", other: "On {shown} of {n} screens" },
     missing: "not yet: {names}",
     plus5: "+5 min", plus10: "+10 min",
@@ -75,6 +77,8 @@ const TEXT = {
     no_screens: "Aucun écran enregistré. Enregistrez chacun : feed token create --role screen --name porte-atlas-1 --room atlas, puis ouvrez-le avec #token=JETON à la fin de son adresse (/screen/room/atlas#token=…)",
     never: "jamais connecté : ouvrez-le avec #token=JETON à la fin de son adresse",
     writes_refused: "Redis refuse les modifications ({why}) : les écrans gardent ce qu'ils affichent, mais rien ne peut être envoyé tant qu'il refuse d'écrire",
+    source_ok: "Programme tenu à jour depuis {url} : vérifié à {t}",
+    source_failing: "La source du programme échoue depuis {since} ({why}) : les écrans gardent le dernier bon programme, nouvel essai en cours",
     receipts: { one: "Affichée sur {shown} de {n} écran", other: "Affichée sur {shown} des {n} écrans" },
     missing: "pas encore : {names}",
     plus5: "+5 min", plus10: "+10 min",
@@ -113,6 +117,8 @@ const TEXT = {
     no_screens: "لا توجد شاشة مسجلة بعد. سجّل كل شاشة: feed token create --role screen --name door-atlas-1 --room atlas، ثم افتحها مع #token=الرمز في آخر عنوانها (/screen/room/atlas#token=…)",
     never: "لم تتصل قط: افتحها مع #token=الرمز في آخر عنوانها",
     writes_refused: "يرفض Redis التغييرات ({why}): تحتفظ الشاشات بما تعرضه، لكن لا يمكن إرسال أي شيء حتى يقبل الكتابة من جديد",
+    source_ok: "البرنامج محدَّث من {url}: آخر تحقق {t}",
+    source_failing: "مصدر البرنامج يفشل منذ {since} ({why}): تحتفظ الشاشات بآخر برنامج سليم، وتتم إعادة المحاولة",
     receipts: {
       zero: "لا شاشة مسماة", one: "معروضة على {shown} من شاشة واحدة",
       two: "معروضة على {shown} من شاشتين", few: "معروضة على {shown} من {n} شاشات",
@@ -341,9 +347,31 @@ async function refreshWrites() {
   }
 }
 
+// `feed schedule follow`, when one keeps the program current: say where from, and say it loudly
+// while the source fails (the screens then keep the last good program).
+async function refreshSource() {
+  const line = $("source");
+  let state;
+  try {
+    state = await api("GET", "/api/schedule/follow");
+  } catch {
+    line.hidden = true; // no follower reports (404), or this role may not ask
+    return;
+  }
+  const at = (ms) => (feed && Number.isFinite(ms) ? clockText(feed, lang, ms) : "");
+  const failing = state.state === "failing";
+  line.hidden = false;
+  line.dataset.state = state.state;
+  line.setAttribute("role", failing ? "alert" : "status");
+  setText(line, failing
+    ? tr("source_failing", { since: at(state.failing_since), why: state.error || "" })
+    : tr("source_ok", { url: state.url, t: at(state.last_attempt) }));
+}
+
 // Ask the servers who is watching; a failure only leaves the last answer on the page.
 async function refreshWatch() {
   refreshWrites();
+  refreshSource();
   try {
     const [presence, screens] = await Promise.all([
       api("GET", "/api/presence"), api("GET", "/api/screens")]);
