@@ -34,6 +34,10 @@ FIRE = {
 }
 WORD_AR = "مخرج" * 100  # one 400-character word
 WORD_FR = "Anticonstitutionnellement" * 16  # one 400-character word
+TRACK = (
+    "Intelligence artificielle, données ouvertes et services publics numériques pour les "
+    "collectivités territoriales"
+)
 
 # Where the texts of `selector` lie: every line box of their text must be inside the viewport
 # and inside the element's own box, and the page must not be wider than the viewport.
@@ -151,6 +155,7 @@ async def test_long_words_wrap_on_every_page(
     day = doc["schedule"]["conference"]["days"][0]["rooms"]
     day["Atlas"][0]["title"] = f"Atelier {WORD_FR}"  # the session on now
     day["Anfa"][0]["title"] = f"Session {URL}"
+    day["Anfa"][0]["track"] = TRACK  # in the phones' track filter
     bus = Bus(redis.url)
     moderator, _ = await tokens.create(bus, "moderator", [], "Régie")
     await bus.aclose()
