@@ -106,7 +106,7 @@ def redis(redis_factory: Callable[..., RedisProcess]) -> RedisProcess:
 
 def feed_command(*args: str) -> list[str]:
     """The `feed` command, run with this interpreter (the console script is the same entry)."""
-    return [sys.executable, "-m", "publisher.cli", *args]
+    return [sys.executable, "-m", "web.cli", *args]
 
 
 def get(url: str, timeout: float = 2.0) -> tuple[int, Any]:

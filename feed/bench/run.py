@@ -207,7 +207,7 @@ def start_server(
         command = [
             sys.executable,
             "-m",
-            "publisher.cli",
+            "web.cli",
             "serve",
             "--port",
             str(port),

@@ -199,7 +199,7 @@ async def test_rate_limits_answer_429_with_retry_after(
 
 
 async def test_the_api_and_the_cli_publish_the_same_thing(api: Api, redis: RedisProcess) -> None:
-    from tests.publisher.test_cli import feed  # noqa: PLC0415
+    from tests.web.test_cli import feed  # noqa: PLC0415
 
     async with connect(api.server.ws_url) as client:
         await client.subscribe(["room:atlas"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from feed.bus import Bus
 from feed.embedded import RedisProcess
-from tests.publisher.test_cli import assert_one_clear_line, feed
 from tests.web.test_api import Api, api  # noqa: F401 - the fixture
+from tests.web.test_cli import assert_one_clear_line, feed
 
 INVISIBLE = {
     "zero-width": "\u200b\u200c\u200d",

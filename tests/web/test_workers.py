@@ -15,8 +15,8 @@ from websockets.exceptions import ConnectionClosed, InvalidMessage
 
 from feed.embedded import RedisProcess
 from publisher import Publisher
-from publisher.cli import EXIT_INVALID, main
 from tests.conftest import Client, FeedServer, connect
+from web.cli import EXIT_INVALID, main
 
 Servers = Callable[..., FeedServer]
 

@@ -14,8 +14,8 @@ from feed.bus import Bus
 from feed.embedded import RedisProcess, free_port
 from feed.errors import Unauthorized
 from publisher import tokens
-from publisher.cli import _channels
 from tests.conftest import feed_command
+from web.cli import _channels
 
 
 def feed(
@@ -254,7 +254,7 @@ def test_config_check_masks_secrets_and_fails_clearly(tmp_path: Path) -> None:
     assert code == 2 and "FEED_WORKERS" in err
 
 
-DIRTY = Path(__file__).parent / "fixtures" / "dirty"
+DIRTY = Path(__file__).resolve().parents[1] / "publisher" / "fixtures" / "dirty"
 
 
 def test_an_import_reports_what_it_repaired_and_skipped(redis: RedisProcess) -> None:
