@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Protocol
 
 from feed import protocol, reducer
@@ -37,6 +38,13 @@ class Sink(Protocol):
     """A client connection as the hub sees it. `send` queues bytes and returns at once."""
 
     def send(self, frame: bytes) -> None: ...
+
+
+class Attached(Enum):
+    """What `Hub.subscribe` did with a client, when it needs no history read."""
+
+    JOINED = "joined"  # it has its snapshot or the events it missed, and follows live
+    AWAITS_SYNC = "awaits sync"  # the channel must first be synced from Redis (Relay does it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +131,9 @@ class Hub:
 
     # ---- clients -----------------------------------------------------------------------------
 
-    def subscribe(self, sink: Sink, name: str, since: Position | None) -> NeedHistory | bool:
-        """Attach `sink` to a channel. Returns False when done, True when the channel must first be
-        loaded from Redis, or a NeedHistory for events only Redis still has."""
+    def subscribe(self, sink: Sink, name: str, since: Position | None) -> Attached | NeedHistory:
+        """Attach `sink` to a channel: JOINED when done, AWAITS_SYNC when the channel must first
+        be synced from Redis, or a NeedHistory for events only Redis still has."""
         ch = self.channels.get(name)
         if ch is None:
             ch = self.channels[name] = Channel(name)
@@ -134,7 +142,7 @@ class Hub:
         ch.waiting.pop(sink, None)
         return self._attach(ch, sink, since)
 
-    def _attach(self, ch: Channel, sink: Sink, since: Position | None) -> NeedHistory | bool:
+    def _attach(self, ch: Channel, sink: Sink, since: Position | None) -> Attached | NeedHistory:
         if ch.epoch is None or (
             not ch.live and since is not None and (since.epoch != ch.epoch or since.seq > ch.seq)
         ):
@@ -142,16 +150,16 @@ class Hub:
             # than it does (it came from another process): rather than move the client back in
             # time, wait for the next sync.
             ch.waiting[sink] = _Waiting(since)
-            return True
+            return Attached.AWAITS_SYNC
         if since is None or since.epoch != ch.epoch or since.seq > ch.seq:
             self._join_with_snapshot(ch, sink, resuming=since is not None)
-            return False
+            return Attached.JOINED
         missed = ch.seq - since.seq
         if missed == 0 or (len(ch.recent) >= missed and ch.recent[-missed][0] == since.seq + 1):
             for _, frame in list(ch.recent)[len(ch.recent) - missed :] if missed else ():
                 sink.send(frame)
             self._join(ch, sink, resumed=True)
-            return False
+            return Attached.JOINED
         need = NeedHistory(ch.name, since, ch.seq)
         ch.waiting[sink] = _Waiting(since, reading=need)
         return need
@@ -271,8 +279,9 @@ class Hub:
         for ch in self.channels.values():
             ch.live = False
 
-    def reading(self, name: str) -> None:
-        """A sync read of the channel begins now (feed.relay calls this just before it)."""
+    def sync_begins(self, name: str) -> None:
+        """A sync read of the channel from Redis begins now (feed.relay calls this just before
+        it): events buffered before this point and beyond what Redis holds were never stored."""
         ch = self.channels.get(name)
         if ch is not None:
             ch.read_mark = len(ch.buffered)

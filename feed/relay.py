@@ -20,7 +20,7 @@ from typing import Any
 from feed import keys, protocol
 from feed.bus import Bus
 from feed.errors import InvalidMessage, Unavailable, raise_if_cancelled
-from feed.hub import Hub, NeedHistory, Sink
+from feed.hub import Attached, Hub, NeedHistory, Sink
 from feed.models import Kind
 from feed.protocol import Position
 
@@ -178,7 +178,7 @@ class Relay:
     def subscribe(self, sink: Sink, channels: Iterable[str], since: Mapping[str, Position]) -> None:
         for name in channels:
             outcome = self.hub.subscribe(sink, name, since.get(name))
-            if outcome is True:
+            if outcome is Attached.AWAITS_SYNC:
                 self._want(name)
             elif isinstance(outcome, NeedHistory):
                 self._read_history(sink, outcome)
@@ -282,7 +282,7 @@ class Relay:
         if name not in self.hub.channels:
             return  # evicted while it waited: nobody here follows it any more
         generation = self._generation
-        self.hub.reading(name)
+        self.hub.sync_begins(name)
         try:
             synced = await self.bus.sync(name, known=known, after=known)
         except Unavailable as exc:

@@ -9,7 +9,7 @@ import pytest
 
 from feed import hub as hub_module
 from feed import protocol, reducer
-from feed.hub import RECENT_EVENTS, Hub, NeedHistory
+from feed.hub import RECENT_EVENTS, Attached, Hub, NeedHistory
 from feed.protocol import Event, Position
 from feed.reducer import State
 
@@ -72,7 +72,7 @@ def make_hub() -> Hub:
 def loaded(hub: Hub, seq: int, *sinks: Recorder, epoch: str = E1) -> None:
     """Subscribe `sinks` to CH and load it at (epoch, seq); what they were sent is cleared."""
     for sink in sinks:
-        assert hub.subscribe(sink, CH, None) is True
+        assert hub.subscribe(sink, CH, None) is Attached.AWAITS_SYNC
     assert hub.synced(CH, epoch, seq, state_at(seq, epoch), []) == (False, [])
     for sink in sinks:
         sink.take()
@@ -105,7 +105,7 @@ def event_frames(events: list[Event]) -> list[dict[str, Any]]:
 
 def test_subscribe_to_an_unloaded_channel_waits_for_the_load() -> None:
     hub, sink = make_hub(), Recorder()
-    assert hub.subscribe(sink, CH, None) is True
+    assert hub.subscribe(sink, CH, None) is Attached.AWAITS_SYNC
     assert hub.event(ev(1)) is False  # buffered: nothing is live yet
     assert sink.raw == []
     assert hub.positions() == {CH: None}
@@ -251,7 +251,7 @@ def test_resume_from_the_ring_sends_exactly_the_missed_events() -> None:
     hub, keeper, late = make_hub(), Recorder(), Recorder()
     loaded(hub, 0, keeper)
     feed(hub, evs(1, 10))
-    assert hub.subscribe(late, CH, Position(E1, 7)) is False
+    assert hub.subscribe(late, CH, Position(E1, 7)) is Attached.JOINED
     assert late.frames == [*event_frames(evs(8, 10)), subscribed(10, resumed=True)]
     feed(hub, [ev(11)])
     assert late.kinds()[-1] == "event@11"
@@ -260,7 +260,7 @@ def test_resume_from_the_ring_sends_exactly_the_missed_events() -> None:
 def test_resume_when_up_to_date_sends_only_subscribed() -> None:
     hub, keeper, late = make_hub(), Recorder(), Recorder()
     loaded(hub, 4, keeper)
-    assert hub.subscribe(late, CH, Position(E1, 4)) is False
+    assert hub.subscribe(late, CH, Position(E1, 4)) is Attached.JOINED
     assert late.frames == [subscribed(4, resumed=True)]
 
 
@@ -269,7 +269,7 @@ def test_resume_at_the_edge_of_the_ring() -> None:
     loaded(hub, 0, keeper)
     last = RECENT_EVENTS + 10
     feed(hub, evs(1, last))
-    assert hub.subscribe(edge, CH, Position(E1, last - RECENT_EVENTS)) is False
+    assert hub.subscribe(edge, CH, Position(E1, last - RECENT_EVENTS)) is Attached.JOINED
     assert edge.frames == [
         *event_frames(evs(last - RECENT_EVENTS + 1, last)),
         subscribed(last, resumed=True),
@@ -353,7 +353,7 @@ def test_history_that_does_not_join_gives_a_snapshot(history: list[Event] | None
 def test_resume_from_an_unknown_position_gives_a_snapshot(since: Position) -> None:
     hub, keeper, late = make_hub(), Recorder(), Recorder()
     loaded(hub, 5, keeper)
-    assert hub.subscribe(late, CH, since) is False
+    assert hub.subscribe(late, CH, since) is Attached.JOINED
     assert late.frames == [snapshot(5), subscribed(5, resumed=False)]
 
 
@@ -378,10 +378,10 @@ def test_a_channel_reset_during_a_history_read_gives_a_snapshot() -> None:
 def test_waiting_clients_with_a_position_resume_after_the_first_load() -> None:
     hub = make_hub()
     fresh, current, behind, other = Recorder(), Recorder(), Recorder(), Recorder()
-    assert hub.subscribe(fresh, CH, None) is True
-    assert hub.subscribe(current, CH, Position(E1, 5)) is True
-    assert hub.subscribe(behind, CH, Position(E1, 2)) is True
-    assert hub.subscribe(other, CH, Position("older", 9)) is True
+    assert hub.subscribe(fresh, CH, None) is Attached.AWAITS_SYNC
+    assert hub.subscribe(current, CH, Position(E1, 5)) is Attached.AWAITS_SYNC
+    assert hub.subscribe(behind, CH, Position(E1, 2)) is Attached.AWAITS_SYNC
+    assert hub.subscribe(other, CH, Position("older", 9)) is Attached.AWAITS_SYNC
     feed(hub, [ev(6)])  # arrives before the load completes
 
     gap, needs = hub.synced(CH, E1, 5, state_at(5), [])
@@ -440,7 +440,7 @@ def test_unsubscribe_from_an_unknown_channel_is_harmless() -> None:
 def test_resubscribing_gives_a_fresh_start_without_duplicate_delivery() -> None:
     hub, sink = make_hub(), Recorder()
     loaded(hub, 3, sink)
-    assert hub.subscribe(sink, CH, None) is False
+    assert hub.subscribe(sink, CH, None) is Attached.JOINED
     feed(hub, [ev(4)])
     assert sink.kinds() == ["snapshot@3", "subscribed@3", "event@4"]
 
@@ -486,7 +486,7 @@ def test_a_client_ahead_of_a_cut_off_hub_waits_instead_of_going_back() -> None:
     hub, keeper, ahead = make_hub(), Recorder(), Recorder()
     loaded(hub, 5, keeper)
     hub.suspend()  # Redis is gone; another process had already delivered 6..9
-    assert hub.subscribe(ahead, CH, Position(E1, 9)) is True
+    assert hub.subscribe(ahead, CH, Position(E1, 9)) is Attached.AWAITS_SYNC
     assert ahead.raw == []
     gap, needs = hub.synced(CH, E1, 10, state_at(10), evs(6, 10))
     assert (gap, needs) == (False, [])
@@ -512,7 +512,7 @@ def test_an_event_redis_never_stored_is_dropped_instead_of_syncing_forever() -> 
     hub, sink = make_hub(), Recorder()
     loaded(hub, 1, sink)
     assert hub.event(ev(1000)) is True  # far ahead: a stray message on the bus
-    hub.reading(CH)  # the relay reads Redis after it arrived...
+    hub.sync_begins(CH)  # the relay reads Redis after it arrived...
     # ...and Redis is at 1: an event it never had cannot be waited for.
     assert hub.synced(CH, E1, 1, state_at(1), []) == (False, [])
     assert hub.channels[CH].buffered == [] and hub.channels[CH].live is True
@@ -525,7 +525,7 @@ def test_an_event_ahead_that_came_during_the_read_is_kept_for_the_next_sync() ->
     hub, sink = make_hub(), Recorder()
     loaded(hub, 1, sink)
     assert hub.event(ev(3)) is True
-    hub.reading(CH)
+    hub.sync_begins(CH)
     hub.event(ev(4))  # arrives while the read is in flight: it may well be real
     again, _ = hub.synced(CH, E1, 3, state_at(3), [ev(2), ev(3)])
     assert again is False and sink.kinds() == ["event@2", "event@3", "event@4"]
