@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -42,40 +43,20 @@ def session_ids(doc: dict[str, Any]) -> dict[str, str]:
     return {t["title"]["en"]: t["code"] for t in doc["talks"] if t.get("code")}
 
 
-WORDS = (
-    "urban",
-    "mobility",
-    "data",
-    "platforms",
-    "citizens",
-    "energy",
-    "transition",
-    "water",
-    "networks",
-    "public",
-    "services",
-    "artificial",
-    "intelligence",
-    "ethics",
-    "open",
-    "standards",
-    "procurement",
-    "resilience",
-    "climate",
-    "adaptation",
-    "housing",
-    "participation",
-    "sensors",
-    "privacy",
-    "interoperability",
-    "budgets",
-    "tramway",
-    "districts",
-)
+SYLLABLES = tuple(f"{c}{v}" for c in "bcdfglmnprstv" for v in "aeio")
+
+
+def _vocabulary(size: int = 4000) -> list[str]:
+    """Made-up words, as many different ones as a real program's texts have: a program of
+    repeated words would compress far better than a real one and flatter the measurement."""
+    pick = random.Random(17)
+    return ["".join(pick.choice(SYLLABLES) for _ in range(pick.randint(1, 4))) for _ in range(size)]
 
 
 def large(n: int = 1000, rooms: int = 20, days: int = 4) -> dict[str, Any]:
     """A frab schedule.json of `n` sessions (Africa/Casablanca, June 2026)."""
+    pick = random.Random(n)
+    vocabulary = _vocabulary()
     per_day = -(-n // days)
     per_room = -(-per_day // rooms)
     out_days = []
@@ -89,7 +70,7 @@ def large(n: int = 1000, rooms: int = 20, days: int = 4) -> dict[str, Any]:
                 if number >= n:
                     break
                 start = date + timedelta(hours=8, minutes=35 * k)
-                words = [WORDS[(number * 7 + i * 3) % len(WORDS)] for i in range(90)]
+                words = pick.choices(vocabulary, k=90)
                 talks.append(
                     {
                         "id": number,

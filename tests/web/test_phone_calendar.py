@@ -5,6 +5,7 @@ a favourite updates it in place; bad requests get a JSON error naming the field.
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable
 from typing import Any
 
@@ -99,3 +100,25 @@ def test_render_sessions_keeps_cancelled_ones() -> None:
     event = events(body)["a@c"]
     assert event["STATUS"] == "CANCELLED" and event["SEQUENCE"] == "1"
     assert event["LOCATION"] == "r"  # a room no longer in the program: its id
+
+
+async def test_the_program_goes_compressed_to_whoever_accepts_it(
+    redis: RedisProcess, feed_server: Servers
+) -> None:
+    server = feed_server(redis.url)
+    async with Publisher(redis.url) as pub:
+        await pub.import_program(orjson.dumps(phone_program.large(300)), source="large.json")
+    async with aiohttp.ClientSession(auto_decompress=False) as http:
+        async with http.get(
+            f"{server.url}/api/schedule", headers={"Accept-Encoding": "identity"}
+        ) as plain:
+            body = await plain.read()
+            assert plain.headers.get("Content-Encoding") is None
+        async with http.get(
+            f"{server.url}/api/schedule", headers={"Accept-Encoding": "gzip"}
+        ) as packed:
+            assert packed.headers["Content-Encoding"] == "gzip"
+            assert packed.headers["ETag"] == plain.headers["ETag"]
+            assert "Accept-Encoding" in packed.headers["Vary"]
+            assert gzip.decompress(await packed.read()) == body
+            assert packed.content_length is not None and packed.content_length < len(body) / 3
