@@ -46,6 +46,7 @@ class Rotation {
   }
 
   relayout(pages) {
+    if (!this.pages.length) this.since = performance.now(); // the first page goes up now
     const first = this.first();
     const at = pages.findIndex((page) => page.flat().includes(first));
     this.pages = pages;
