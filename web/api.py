@@ -387,6 +387,6 @@ async def post_schedule(request: web.Request) -> web.Response:
     return _json(result)
 
 
-# For the API's other modules (web.watchers): the same token check and JSON answers.
+# For the API's other modules (web.presence): the same token check and JSON answers.
 caller = _caller
 answer = _json

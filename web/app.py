@@ -30,7 +30,7 @@ from feed.hub import Hub
 from feed.relay import Relay
 from feed.settings import Settings, addresses, origins
 from publisher.api import Publisher
-from web import api, ics, metrics, sse, watchers, ws
+from web import api, ics, metrics, presence, sse, ws
 from web.admission import Admission
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def create_app(
     app[api.VENUE_ZONE] = settings.venue_zone
     app.cleanup_ctx.append(_relay)
     app.cleanup_ctx.append(_publisher)
-    app.cleanup_ctx.append(_watchers)
+    app.cleanup_ctx.append(_presence)
     if demo:
         app.cleanup_ctx.append(_demo)
     app.on_shutdown.append(_going_away)
@@ -140,7 +140,7 @@ def create_app(
         ]
     )
     api.add_routes(app)
-    watchers.add_routes(app)
+    presence.add_routes(app)
     ics.add_routes(app)
     get("/screen/room/{room}", _page("screen-room.html"))
     get("/screen/hall", _page("screen-hall.html"))
@@ -220,10 +220,10 @@ async def _publisher(app: web.Application) -> AsyncIterator[None]:
     await pub.aclose()
 
 
-async def _watchers(app: web.Application) -> AsyncIterator[None]:
+async def _presence(app: web.Application) -> AsyncIterator[None]:
     """Viewer counts, screens and receipts, reported to Redis every few seconds."""
-    watching = watchers.Watchers(app[api.PUBLISHER].bus, app[CLIENTS], app[RELAY].labelled)
-    app[watchers.WATCHERS] = watching
+    watching = presence.Presence(app[api.PUBLISHER].bus, app[CLIENTS], app[RELAY].labelled)
+    app[presence.PRESENCE] = watching
     task = asyncio.create_task(watching.run(), name="feed-presence")
     yield
     await _cancel(task)
@@ -334,7 +334,7 @@ def _parts(app: web.Application) -> ws.Parts:
         clients=app[CLIENTS],
         outbox=app[OUTBOX],
         gate=app[GATE],
-        presence=app[watchers.WATCHERS],
+        presence=app[presence.PRESENCE],
         settings=app[SETTINGS],
         clock=app[CLOCK],
         admission=app[ADMISSION],

@@ -114,7 +114,7 @@ class Outbox:
 
 
 class Presence(Protocol):
-    """Who is watching (web.watchers): told of acknowledgements and departures."""
+    """Who is watching (web.presence): told of acknowledgements and departures."""
 
     def ack(self, client: Client, announcement_id: str) -> None: ...
 

@@ -47,7 +47,7 @@ MAX_ACKS_PER_CONNECTION = 256
 FORGET_AFTER = 7 * 24 * 3600  # seconds after which a screen not seen is forgotten
 PRUNE_EVERY = 60  # reports (5 min)
 
-WATCHERS: web.AppKey[Watchers] = web.AppKey("watchers")
+PRESENCE: web.AppKey[Presence] = web.AppKey("presence")
 
 
 def now_ms() -> int:
@@ -58,7 +58,7 @@ def now_ms() -> int:
 Labels = Callable[[Iterable[tuple[str, int]]], dict[str, int]]
 
 
-class Watchers:
+class Presence:
     def __init__(self, bus: Bus, clients: set[Client], labelled: Labels) -> None:
         self.bus = bus
         self.clients = clients
@@ -191,7 +191,7 @@ async def _staff(request: web.Request) -> None:
 
 async def get_presence(request: web.Request) -> web.Response:
     await _staff(request)
-    counts = await request.app[WATCHERS].bus.presence()
+    counts = await request.app[PRESENCE].bus.presence()
     rooms: dict[str, dict[str, int]] = {}
     other: dict[str, int] = {}
     for key, count in counts.items():
@@ -205,13 +205,13 @@ async def get_presence(request: web.Request) -> web.Response:
     return api.answer({"rooms": rooms, "other": other, "stale_after_s": STALE_AFTER})
 
 
-async def registered(watchers: Watchers) -> list[dict[str, Any]]:
+async def registered(presence: Presence) -> list[dict[str, Any]]:
     """Every screen token's screen, as last reported (never seen: offline, last seen null).
     Records of anything else (revoked tokens, names claimed before screen tokens) are left out."""
     now = now_ms()
-    records = {r["name"]: r for r in await watchers.bus.screens()}
+    records = {r["name"]: r for r in await presence.bus.screens()}
     screens = []
-    for token in await tokens.list_all(watchers.bus):
+    for token in await tokens.list_all(presence.bus):
         if token.role != tokens.Role.SCREEN:
             continue
         record = records.get(token.name)
@@ -219,22 +219,22 @@ async def registered(watchers: Watchers) -> list[dict[str, Any]]:
             record = {"name": token.name, "channels": [], "last_seen": None, "server": None}
         screens.append(
             {**record, "token": token.id, "rooms": list(token.rooms),
-             "online": watchers.online(record, now)}
+             "online": presence.online(record, now)}
         )  # fmt: skip
     return sorted(screens, key=lambda r: str(r["name"]))
 
 
 async def get_screens(request: web.Request) -> web.Response:
     await _staff(request)
-    return api.answer({"screens": await registered(request.app[WATCHERS])})
+    return api.answer({"screens": await registered(request.app[PRESENCE])})
 
 
 async def get_receipts(request: web.Request) -> web.Response:
     await _staff(request)
     announcement_id = request.match_info["id"]
-    watchers = request.app[WATCHERS]
-    bus = watchers.bus
-    screens = await registered(watchers)
+    presence = request.app[PRESENCE]
+    bus = presence.bus
+    screens = await registered(presence)
     names = {s["name"] for s in screens}
     shown = {
         name: at for name, at in (await bus.receipts(announcement_id)).items() if name in names
