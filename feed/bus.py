@@ -30,7 +30,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 
 from feed import keys, protocol, reducer, sentinel
-from feed.errors import InvalidMessage, Unavailable, raise_if_cancelled
+from feed.errors import ConfigError, InvalidMessage, Unavailable, raise_if_cancelled
 from feed.protocol import Event, Position
 from feed.reducer import State
 
@@ -71,17 +71,17 @@ def _hide(userinfo: str) -> str:
 
 
 def check_url(url: str) -> str:
-    """A Redis URL redis-py can use, or InvalidMessage saying so (without its password)."""
+    """A Redis URL redis-py can use, or ConfigError saying so (without its password)."""
     if sentinel.is_sentinel(url):
         try:
             sentinel.parse(url)
-        except InvalidMessage as exc:
-            raise InvalidMessage(f"invalid Redis URL {redacted(url)!r}: {exc.message}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"invalid Redis URL {redacted(url)!r}: {exc.message}") from None
         return url
     try:
         aioredis.connection.parse_url(url)
     except (ValueError, TypeError):
-        raise InvalidMessage(f"invalid Redis URL {redacted(url)!r}: use {URL_FORMS}") from None
+        raise ConfigError(f"invalid Redis URL {redacted(url)!r}: use {URL_FORMS}") from None
     return url
 
 
@@ -185,7 +185,7 @@ class Bus:
             )
         except (ValueError, TypeError):
             # Not redis-py's words: they may quote the password.
-            raise InvalidMessage(f"invalid Redis URL {redacted(url)!r}: use {URL_FORMS}") from None
+            raise ConfigError(f"invalid Redis URL {redacted(url)!r}: use {URL_FORMS}") from None
         self._redis = self._client.redis
         self._primary_checked = -PRIMARY_CHECK_EVERY
         self._script = self._redis.register_script(_SCRIPT)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from feed.errors import InvalidMessage
+from feed.errors import ConfigError
 
 SCHEME = "redis+sentinel://"
 DEFAULT_PORT = 26379  # Sentinel's own port, when a host names none
@@ -39,13 +39,13 @@ def is_sentinel(url: str) -> bool:
 
 
 def parse(url: str) -> SentinelURL:
-    """The parts of a Sentinel URL, or InvalidMessage saying what is wrong (without the
+    """The parts of a Sentinel URL, or ConfigError saying what is wrong (without the
     password: the message never quotes the URL)."""
     if not is_sentinel(url):
-        raise InvalidMessage(f"a Sentinel URL starts with {SCHEME}")
+        raise ConfigError(f"a Sentinel URL starts with {SCHEME}")
     rest = url[len(SCHEME) :]
     if "?" in rest or "#" in rest:
-        raise InvalidMessage(f"a Sentinel URL takes no query or fragment: use {FORM}")
+        raise ConfigError(f"a Sentinel URL takes no query or fragment: use {FORM}")
     userinfo, at, rest = rest.rpartition("@")
     username = password = None
     if at:
@@ -54,20 +54,20 @@ def parse(url: str) -> SentinelURL:
         password = unquote(secret) if colon else None
         if password is None and username is not None:
             # `name@host` would send the name as a password: say how to write it instead.
-            raise InvalidMessage(f"a Sentinel URL's password comes after a colon: {FORM}")
+            raise ConfigError(f"a Sentinel URL's password comes after a colon: {FORM}")
     hosts, slash, path = rest.partition("/")
     if not slash or not path:
-        raise InvalidMessage(f"a Sentinel URL names the service after the hosts: {FORM}")
+        raise ConfigError(f"a Sentinel URL names the service after the hosts: {FORM}")
     sentinels = tuple(_address(part) for part in hosts.split(","))
     service, slash, db_text = path.partition("/")
     if not _SERVICE.match(service):
-        raise InvalidMessage(
+        raise ConfigError(
             f"a Sentinel service is a name of letters, digits, '.', '_' or '-': {FORM}"
         )
     db = 0
     if slash:
         if not db_text.isascii() or not db_text.isdigit() or len(db_text) > 5:
-            raise InvalidMessage(f"a Sentinel URL's database is a number: {FORM}")
+            raise ConfigError(f"a Sentinel URL's database is a number: {FORM}")
         db = int(db_text)
     return SentinelURL(sentinels, service, db, username, password)
 
@@ -75,8 +75,8 @@ def parse(url: str) -> SentinelURL:
 def _address(text: str) -> tuple[str, int]:
     match = _HOST.match(text.strip())
     if match is None:
-        raise InvalidMessage(f"a Sentinel URL lists its sentinels as host:port: {FORM}")
+        raise ConfigError(f"a Sentinel URL lists its sentinels as host:port: {FORM}")
     port = int(match["port"]) if match["port"] else DEFAULT_PORT
     if not 0 < port < 65536:
-        raise InvalidMessage(f"a sentinel's port is between 1 and 65535: {FORM}")
+        raise ConfigError(f"a sentinel's port is between 1 and 65535: {FORM}")
     return match["v6"] or match["name"], port

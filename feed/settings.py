@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from feed.bus import check_url
-from feed.errors import InvalidMessage
+from feed.errors import ConfigError, InvalidMessage
 from feed.program import zone_info
 
 
@@ -126,10 +126,10 @@ def _convert(name: str, value: Any, source: str) -> Any:
                 raise ValueError(f"expected one of {', '.join(choices)}")
             return str(value).lower()
         return str(value)
-    except InvalidMessage as exc:  # says what is wrong, without the secrets a value may hold
-        raise InvalidMessage(f"{source}: invalid value for {name}: {exc.message}") from None
+    except (InvalidMessage, ConfigError) as exc:  # what is wrong, without a value's secrets
+        raise ConfigError(f"{source}: invalid value for {name}: {exc.message}") from None
     except (TypeError, ValueError) as exc:
-        raise InvalidMessage(f"{source}: invalid value {value!r} for {name}: {exc}") from None
+        raise ConfigError(f"{source}: invalid value {value!r} for {name}: {exc}") from None
 
 
 def origins(value: str | None) -> frozenset[str]:
@@ -174,11 +174,11 @@ def load_with_sources(
         try:
             table = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise InvalidMessage(f"cannot read the configuration file {path}: {exc}") from None
+            raise ConfigError(f"cannot read the configuration file {path}: {exc}") from None
         for key, value in table.items():
             name = key.replace("-", "_")
             if name not in _FIELDS:
-                raise InvalidMessage(f"{path}: unknown setting {key!r}")
+                raise ConfigError(f"{path}: unknown setting {key!r}")
             values[name], sources[name] = _convert(name, value, str(path)), str(path)
     for name in _FIELDS:
         env_name = "FEED_" + name.upper()

@@ -208,7 +208,7 @@ async def _config_check(args: argparse.Namespace) -> str:
         await bus.aclose()
     lines.append(f"redis: {redacted(url)} answers; maxmemory-policy {policy or 'unknown'}")
     if policy not in (None, "noeviction"):
-        raise InvalidMessage(
+        raise ConfigError(
             "\n".join(lines) + f"\nRedis may evict keys (maxmemory-policy {policy}): set"
             " noeviction, or changes may be lost under memory pressure"
         )

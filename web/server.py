@@ -32,7 +32,7 @@ from feed import logs, zones
 from feed.bus import redacted
 from feed.clock import REAL, Clock
 from feed.embedded import EmbeddedRedis, die_with_parent
-from feed.errors import InvalidMessage
+from feed.errors import ConfigError
 from feed.settings import Settings
 from web.app import METRICS, create_app
 from web.capacity import Capacity, CapacityCollector, cap_for
@@ -56,7 +56,7 @@ def run(settings: Settings, *, demo: bool = False) -> None:
         asyncio.run(serve(settings, demo=demo))
         return
     if settings.port == 0:
-        raise InvalidMessage("--workers needs a fixed --port: every worker binds the same one")
+        raise ConfigError("--workers needs a fixed --port: every worker binds the same one")
     Supervisor(settings, demo=demo).run()
 
 

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from feed import keys, protocol, reducer
 from feed.bus import Bus, Published, Synced, placeholder, redacted
 from feed.embedded import RedisProcess, free_port
-from feed.errors import InvalidMessage, Unavailable
+from feed.errors import ConfigError, InvalidMessage, Unavailable
 from feed.protocol import Event, Position
 from feed.reducer import State
 from publisher.api import Publisher
@@ -317,7 +317,7 @@ async def test_unreachable_redis_raises_unavailable() -> None:
 
 
 def test_an_invalid_url_is_bad_input() -> None:
-    with pytest.raises(InvalidMessage, match="invalid Redis URL"):
+    with pytest.raises(ConfigError, match="invalid Redis URL"):
         Bus("http://nowhere")
 
 
@@ -331,7 +331,7 @@ def test_an_invalid_url_is_bad_input() -> None:
     ],
 )
 def test_invalid_url_messages_hide_the_password(url: str) -> None:
-    with pytest.raises(InvalidMessage) as info:
+    with pytest.raises(ConfigError) as info:
         Bus(url)
     assert "s3cret" not in info.value.message and "***@" in info.value.message
 

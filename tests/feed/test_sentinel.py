@@ -16,7 +16,7 @@ import pytest
 
 from feed import settings
 from feed.bus import Bus, Published, check_url, redacted
-from feed.errors import InvalidMessage, Unavailable
+from feed.errors import ConfigError, Unavailable
 from feed.protocol import Position
 from feed.sentinel import SentinelURL, parse
 from publisher.api import Publisher
@@ -84,7 +84,7 @@ def test_sentinel_urls_are_read(url: str, expected: SentinelURL) -> None:
     ],
 )
 def test_bad_sentinel_urls_say_why(url: str) -> None:
-    with pytest.raises(InvalidMessage) as caught:
+    with pytest.raises(ConfigError) as caught:
         check_url(url)
     assert "redis+sentinel://" in caught.value.message
 
@@ -92,7 +92,7 @@ def test_bad_sentinel_urls_say_why(url: str) -> None:
 def test_a_bad_sentinel_url_never_shows_its_password() -> None:
     url = "redis+sentinel://:hunter2@s1:26379,s2:x/feed"
     assert "hunter2" not in redacted(url)
-    with pytest.raises(InvalidMessage) as caught:
+    with pytest.raises(ConfigError) as caught:
         settings.load(environ={"FEED_REDIS_URL": url})
     assert "FEED_REDIS_URL" in caught.value.message
     assert "hunter2" not in caught.value.message
@@ -104,7 +104,7 @@ def test_min_replicas_setting() -> None:
     assert settings.load(environ={"FEED_REDIS_MIN_REPLICAS": "0"}).redis_min_replicas == 0
     assert settings.load(environ={"FEED_REDIS_MIN_REPLICAS": "2"}).redis_min_replicas == 2
     for bad in ("-1", "one", "1.5"):
-        with pytest.raises(InvalidMessage, match="FEED_REDIS_MIN_REPLICAS"):
+        with pytest.raises(ConfigError, match="FEED_REDIS_MIN_REPLICAS"):
             settings.load(environ={"FEED_REDIS_MIN_REPLICAS": bad})
     # The default follows the URL: a Sentinel deployment has replicas to wait for.
     assert Bus("redis+sentinel://127.0.0.1:1/feed").min_replicas == 1

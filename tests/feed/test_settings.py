@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from feed import settings
-from feed.errors import InvalidMessage
+from feed.errors import ConfigError
 from feed.settings import Settings
 
 
@@ -96,13 +96,13 @@ def test_precedence_flags_then_environment_then_file(tmp_path: Path) -> None:
 
 def test_flags_are_converted_and_validated() -> None:
     assert settings.load({"port": "9300", "data_dir": "x"}, environ={}).port == 9300
-    with pytest.raises(InvalidMessage, match="--port: invalid value 70000 for port"):
+    with pytest.raises(ConfigError, match="--port: invalid value 70000 for port"):
         settings.load({"port": 70000}, environ={})
 
 
 def test_port_zero_is_allowed_but_history_zero_is_not() -> None:
     assert settings.load(environ={"FEED_PORT": "0"}).port == 0
-    with pytest.raises(InvalidMessage, match="FEED_HISTORY: invalid value '0' for history"):
+    with pytest.raises(ConfigError, match="FEED_HISTORY: invalid value '0' for history"):
         settings.load(environ={"FEED_HISTORY": "0"})
 
 
@@ -123,35 +123,35 @@ def test_port_zero_is_allowed_but_history_zero_is_not() -> None:
     ],
 )
 def test_invalid_environment_values(environ: dict[str, str], match: str) -> None:
-    with pytest.raises(InvalidMessage, match=match):
+    with pytest.raises(ConfigError, match=match):
         settings.load(environ=environ)
 
 
 def test_invalid_file_value_names_the_file(tmp_path: Path) -> None:
     path = toml(tmp_path, 'history = "lots"\n')
-    with pytest.raises(InvalidMessage) as info:
+    with pytest.raises(ConfigError) as info:
         settings.load(environ={}, config_file=path)
     assert info.value.message.startswith(f"{path}: invalid value 'lots' for history")
 
 
 def test_unknown_key_in_the_file(tmp_path: Path) -> None:
     path = toml(tmp_path, "port = 9000\nprot = 9001\n")
-    with pytest.raises(InvalidMessage) as info:
+    with pytest.raises(ConfigError) as info:
         settings.load(environ={}, config_file=path)
     assert info.value.message == f"{path}: unknown setting 'prot'"
 
 
 def test_a_table_in_the_file_is_an_unknown_key(tmp_path: Path) -> None:
     path = toml(tmp_path, "[server]\nport = 9000\n")
-    with pytest.raises(InvalidMessage, match="unknown setting 'server'"):
+    with pytest.raises(ConfigError, match="unknown setting 'server'"):
         settings.load(environ={}, config_file=path)
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
-    with pytest.raises(InvalidMessage, match="cannot read the configuration file"):
+    with pytest.raises(ConfigError, match="cannot read the configuration file"):
         settings.load(environ={}, config_file=tmp_path / "missing.toml")
     broken = toml(tmp_path, "port = = 1\n")
-    with pytest.raises(InvalidMessage, match="cannot read the configuration file"):
+    with pytest.raises(ConfigError, match="cannot read the configuration file"):
         settings.load(environ={}, config_file=broken)
 
 
@@ -166,12 +166,12 @@ def test_invalid_message_is_a_value_error() -> None:
 @pytest.mark.parametrize("line", ["port = true", "history = 2.9"])
 def test_booleans_and_floats_in_the_file_are_rejected(tmp_path: Path, line: str) -> None:
     path = toml(tmp_path, line + "\n")
-    with pytest.raises(InvalidMessage):
+    with pytest.raises(ConfigError):
         settings.load(environ={}, config_file=path)
 
 
 def test_unknown_log_level_is_rejected() -> None:
-    with pytest.raises(InvalidMessage, match="log_level"):
+    with pytest.raises(ConfigError, match="log_level"):
         settings.load(environ={"FEED_LOG_LEVEL": "verbose"})
 
 
