@@ -124,7 +124,7 @@ def parser() -> argparse.ArgumentParser:
         "bench",
         help="measure fan-out: thousands of clients, beside a naive baseline (docs/performance.md)",
     )
-    from feed.bench.run import add_arguments  # noqa: PLC0415 - light: argparse only
+    from web.bench import add_arguments  # noqa: PLC0415 - light: argparse only
 
     add_arguments(bench)
 
@@ -390,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "bench":
-            from feed.bench.run import main as bench  # noqa: PLC0415
+            from web.bench import main as bench  # noqa: PLC0415
 
             return bench(args)
         settings = _settings(args) if args.command not in ("watch", "config") else None

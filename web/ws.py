@@ -39,7 +39,7 @@ from feed.relay import Relay
 from feed.settings import Settings
 from publisher import tokens
 from web.admission import Admission
-from web.metrics import Histogram
+from web.latency import Histogram
 
 log = logging.getLogger(__name__)
 

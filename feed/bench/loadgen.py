@@ -7,7 +7,7 @@ be what a benchmark measures. Every client checks what it receives: each message
 recorded, so messages lost, duplicated or out of order are counted, and each message's delay
 since it was published (the publisher writes its clock into the text) is kept.
 
-A process is driven over a pipe by `feed bench` (feed.bench.run): see `serve`.
+A process is driven over a pipe by `feed bench` (web.bench): see `serve`.
 """
 
 from __future__ import annotations
