@@ -3,7 +3,7 @@
 - `sync` reads a channel's (epoch, seq, state) and the history after a position, atomically;
 - `publish` appends one event and updates the state in one atomic call, if the caller's known
   position is still current (optimistic concurrency: the reducer stays in Python);
-- `follow` holds the process's single pub/sub subscription, reconnects with backoff, and reports
+- `listen` holds the process's single pub/sub subscription, reconnects with backoff, and reports
   every time the subscription (re)becomes live, so the caller can catch up from history.
 """
 
@@ -602,7 +602,7 @@ class Bus:
             return Published(channel, _text(reply[1]), int(reply[2]))
         return Synced(_text(reply[1]), int(reply[2]), _state(channel, reply[3]), [])
 
-    async def follow(
+    async def listen(
         self,
         on_live: Callable[[], None],
         on_down: Callable[[str], None],

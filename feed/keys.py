@@ -35,7 +35,7 @@ from feed.errors import InvalidMessage
 VENUE = "venue"
 ROOM_PREFIX = "room:"
 BUS = "feed:bus"
-PROBE_PREFIX = "feed:probe:"  # + a process's id: probes of its subscription (feed.bus.follow)
+PROBE_PREFIX = "feed:probe:"  # + a process's id: probes of its subscription (feed.bus.Bus.listen)
 
 MAX_ROOM_ID = 64
 _ROOM_ID = re.compile(r"[a-z0-9](?:[a-z0-9_-]{0,63})")

@@ -1,6 +1,6 @@
 """The relay: joins the Redis bus to the hub in one web process.
 
-It owns the two loops of a process: `follow` (the one pub/sub subscription, feeding events into
+It owns the two loops of a process: `listen` (the one pub/sub subscription, feeding events into
 the hub) and the syncer (reads from Redis that bring channels up to date: the first load of a
 channel, and a catch-up of every channel each time the subscription becomes live). Client
 resumes that the hub cannot serve from memory become history reads here.
@@ -70,7 +70,7 @@ class Relay:
         self._spawn(self._watch_writes())
         try:
             await self._supervise(
-                lambda: self.bus.follow(self._on_live, self._on_down, self._on_message)
+                lambda: self.bus.listen(self._on_live, self._on_down, self._on_message)
             )
         finally:
             tasks = [syncer, *self._tasks, *self._reads.values()]

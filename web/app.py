@@ -32,6 +32,9 @@ from feed.settings import Settings, addresses, origins
 from publisher.api import Publisher
 from web import api, ics, metrics, presence, sse, ws
 from web.admission import Admission
+from web.client import Client
+from web.gate import Gate
+from web.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +42,10 @@ SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)
 REDIS_URL = web.AppKey("redis_url", str)
 RELAY = web.AppKey("relay", Relay)
-CLIENTS: web.AppKey[set[ws.Client]] = web.AppKey("clients")
-OUTBOX: web.AppKey[ws.Outbox] = web.AppKey("outbox")
+CLIENTS: web.AppKey[set[Client]] = web.AppKey("clients")
+OUTBOX: web.AppKey[Outbox] = web.AppKey("outbox")
 ADMISSION: web.AppKey[Admission] = web.AppKey("admission")
-GATE: web.AppKey[ws.Gate] = web.AppKey("gate")
+GATE: web.AppKey[Gate] = web.AppKey("gate")
 CORS: web.AppKey[frozenset[str]] = web.AppKey("cors")
 METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics")
 FOLLOWED: web.AppKey[metrics.FollowCollector] = web.AppKey("followed")
@@ -107,8 +110,8 @@ def create_app(
     app[REDIS_URL] = redis_url
     app[CLOCK] = clock
     app[CLIENTS] = set()
-    app[OUTBOX] = ws.Outbox()
-    app[GATE] = ws.Gate(
+    app[OUTBOX] = Outbox()
+    app[GATE] = Gate(
         origins(settings.allowed_origins),
         settings.max_connections_per_ip,
         addresses(settings.trusted_proxies),

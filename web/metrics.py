@@ -23,7 +23,8 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from feed.relay import Relay
     from web.admission import Admission
-    from web.ws import Client, Outbox
+    from web.client import Client
+    from web.outbox import Outbox
 
 
 class FeedCollector(Collector):

@@ -35,7 +35,7 @@ from feed.errors import FeedError, InvalidMessage, LimitExceeded, Unauthorized, 
 from feed.relay import OTHER
 from publisher import tokens
 from web import api
-from web.ws import Client
+from web.client import Client
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,8 @@ from aiohttp import web
 from feed import keys, protocol
 from feed.errors import CloseCode, InvalidMessage
 from feed.protocol import Position
-from web.ws import Client, Parts, follow, identity, venue_time
+from web.client import Client
+from web.ws import Parts, identity, subscribe, venue_time
 
 KEEPALIVE = 5.0  # seconds between pongs on a stream
 RETRY_MS = 2000  # how soon a browser's EventSource reconnects on its own
@@ -38,7 +39,7 @@ class SseClient(Client):
     each message as an SSE event (and its id) inside HTTP/1.1 chunks."""
 
     def __init__(self, channels: list[str], *args: object, **kwargs: object) -> None:
-        super().__init__(None, *args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.order = channels
         self.positions: dict[str, tuple[str, int]] = {}
         self._started = False
@@ -134,7 +135,7 @@ async def handle(request: web.Request, parts: Parts) -> web.StreamResponse:
         try:
             venue = venue_time(parts, relay, clock)
             client.send(protocol.hello(clock.ms(), relay.live, clock.rate, venue))
-            follow(client, parts, channels, since)
+            subscribe(client, parts, channels, since)
             transport = request.transport
             while client.close_code is None:
                 await asyncio.wait({client.closed}, timeout=KEEPALIVE)

@@ -214,7 +214,7 @@ async def test_a_bus_follows_the_primary_through_a_failover(
     def on_message(raw: bytes) -> None:
         received.append(orjson.loads(raw)["seq"])
 
-    follow = asyncio.create_task(bus.follow(lambda: lives.append(time.monotonic()),
+    follow = asyncio.create_task(bus.listen(lambda: lives.append(time.monotonic()),
                                             lambda _: None, on_message))  # fmt: skip
     pub = Publisher(topo.sentinel_url)
     try:

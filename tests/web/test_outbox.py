@@ -9,7 +9,8 @@ import pytest
 from aiohttp import web
 
 from feed.errors import CloseCode
-from web.ws import Client, Outbox, text_frame
+from web.client import WebSocketClient
+from web.outbox import Outbox, text_frame
 
 
 @pytest.mark.parametrize(
@@ -57,9 +58,9 @@ class Socket:
         return True
 
 
-def client(outbox: Outbox, transport: Transport, max_bytes: int = 1000) -> Client:
+def client(outbox: Outbox, transport: Transport, max_bytes: int = 1000) -> WebSocketClient:
     ws = cast(web.WebSocketResponse, Socket())
-    return Client(ws, cast(Any, transport), outbox, max_bytes)
+    return WebSocketClient(ws, cast(Any, transport), outbox, max_bytes)
 
 
 async def turn() -> None:
