@@ -17,9 +17,9 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
-from feed import keys, protocol
+from feed import keys, loops, protocol
 from feed.bus import Bus
-from feed.errors import InvalidMessage, Unavailable, raise_if_cancelled
+from feed.errors import InvalidMessage, Unavailable
 from feed.hub import Attached, Hub, NeedHistory, Sink
 from feed.models import Kind
 from feed.protocol import Position
@@ -80,14 +80,10 @@ class Relay:
 
     async def _supervise(self, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run a loop that should never end; if a bug ends it, say so, go unready, restart it."""
-        while True:
-            try:
-                await loop()
-            except Exception as exc:
-                raise_if_cancelled(exc)
-                log.exception("%s failed; restarting it", getattr(loop, "__name__", "the relay"))
-                self._on_down("internal error")
-                await asyncio.sleep(1.0)
+        name = getattr(loop, "__name__", "the relay")
+        await loops.forever(
+            loop, what=name, log=log, on_crash=lambda: self._on_down("internal error")
+        )
 
     async def _check_eviction_policy(self) -> None:
         policy = await self.bus.eviction_policy()

@@ -12,7 +12,7 @@ from pathlib import Path
 from aiohttp import web, web_protocol
 from prometheus_client import CollectorRegistry
 
-from feed import protocol
+from feed import loops, protocol
 from feed.bus import Bus
 from feed.clock import REAL, Clock
 from feed.errors import (
@@ -24,7 +24,6 @@ from feed.errors import (
     RequestTimeout,
     Unauthorized,
     error_body,
-    raise_if_cancelled,
 )
 from feed.hub import Hub
 from feed.relay import Relay
@@ -250,23 +249,7 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 async def _expire(pub: Publisher) -> None:
     """Announcements leave every screen when they expire, with no one acting: the expiry is
     published as an event (once, whichever server gets to it first)."""
-    postponed = False  # said once per outage, not every second of it
-    while True:
-        await asyncio.sleep(EXPIRY_EVERY)
-        try:
-            await pub.expire_due()
-        except Exception as exc:
-            raise_if_cancelled(exc)
-            if isinstance(exc, FeedError):
-                if not postponed:
-                    log.info("announcement expiry postponed until Redis answers: %s", exc)
-                postponed = True
-            else:
-                log.exception("announcement expiry failed; retrying")
-        else:
-            if postponed:
-                log.info("announcement expiry resumed")
-            postponed = False
+    await loops.every(EXPIRY_EVERY, pub.expire_due, what="announcement expiry", log=log)
 
 
 async def _going_away(app: web.Application) -> None:

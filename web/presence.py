@@ -29,9 +29,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from feed import keys, protocol
+from feed import keys, loops, protocol
 from feed.bus import Bus
-from feed.errors import FeedError, InvalidMessage, LimitExceeded, Unauthorized, raise_if_cancelled
+from feed.errors import FeedError, InvalidMessage, LimitExceeded, Unauthorized
 from feed.relay import OTHER
 from publisher import tokens
 from web import api
@@ -167,16 +167,7 @@ class Presence:
             log.info("last presence report failed: %s", exc)
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(REPORT_EVERY)
-            try:
-                await self.report()
-            except Exception as exc:
-                raise_if_cancelled(exc)
-                if isinstance(exc, FeedError):
-                    log.info("presence not reported: %s", exc)
-                else:
-                    log.exception("presence report failed")
+        await loops.every(REPORT_EVERY, self.report, what="presence report", log=log)
 
     def online(self, record: dict[str, Any], now: int) -> bool:
         last_seen = record.get("last_seen")
