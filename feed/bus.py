@@ -31,6 +31,7 @@ from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, Respon
 
 from feed import keys, protocol, reducer, sentinel
 from feed.errors import ConfigError, InvalidMessage, Unavailable, raise_if_cancelled
+from feed.probe import PROBE_TIMEOUT, Probe
 from feed.protocol import Event, Position
 from feed.reducer import State
 
@@ -39,8 +40,6 @@ T = TypeVar("T")
 
 _SCRIPT = resources.files("feed").joinpath("channel.lua").read_text(encoding="utf-8")
 MAX_HISTORY_READ = 10_000
-PROBE_EVERY = 5.0  # seconds between probes published to this process's own probe channel...
-PROBE_TIMEOUT = 3.0  # ...each of which must come back through the subscription within this
 
 
 # Redis's words for "not a primary to write to": a replica (READONLY), or an old primary left
@@ -635,38 +634,33 @@ class Bus:
             pubsub = client.pubsub()
             try:
                 await pubsub.subscribe(keys.BUS, probe_channel)
-                probe = 0
-                probe_sent: float | None = None  # when the probe in flight went out
-                next_probe = time.monotonic() + PROBE_EVERY
+                probe = Probe.starting(time.monotonic())
                 while True:
                     msg = await pubsub.get_message(timeout=1.0)
                     raise_if_cancelled()  # redis-py may swallow a cancellation while it reads
-                    if msg is not None and probe_sent is not None:
-                        # The probe waits behind what arrived before it: anything that comes
-                        # through proves the subscription alive just as well.
-                        probe_sent = time.monotonic()
+                    now = time.monotonic()
                     if msg is not None:
+                        probe.heard(now)
                         channel = _text(msg["channel"])
                         if channel == probe_channel:
-                            if msg["type"] == "message" and _text(msg["data"]) == str(probe):
-                                probe_sent = None  # delivered: the subscription works
+                            if msg["type"] == "message":
+                                probe.back(_text(msg["data"]))
                         elif msg["type"] == "subscribe":
                             backoff = 0.1
                             on_live()
                         elif msg["type"] == "message":
                             on_message(msg["data"])
-                    now = time.monotonic()
-                    if probe_sent is not None and now - probe_sent > PROBE_TIMEOUT:
+                    if probe.dead(now):
                         raise TimeoutError(
                             f"a probe did not come back through the subscription within"
                             f" {PROBE_TIMEOUT:.0f} s"
                         )
-                    if probe_sent is None and now >= next_probe:
+                    if probe.sent is None and now >= probe.next_at:
                         await self._still_on_primary(made, pubsub)
-                        probe += 1
-                        probe_sent, next_probe = now, now + PROBE_EVERY
+                    payload = probe.due(now)
+                    if payload is not None:
                         await asyncio.wait_for(
-                            client.publish(probe_channel, str(probe)), PROBE_TIMEOUT
+                            client.publish(probe_channel, payload), PROBE_TIMEOUT
                         )
             except (RedisError, OSError) as exc:
                 raise_if_cancelled(exc)

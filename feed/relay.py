@@ -40,7 +40,6 @@ class Relay:
         self.subscribed = False  # Redis has confirmed the subscription
         self.live = False  # subscribed, and caught up with what was missed before: ready
         self.bad_envelopes = 0
-        self.received = 0  # events read from the bus
         self.subscriptions = 0  # times Redis confirmed the subscription (1 + reconnects)
         self.losses = 0  # times the subscription was lost
         self._generation = 0  # bumped each time the subscription is confirmed
@@ -234,7 +233,6 @@ class Relay:
             self._on_health(live)
 
     def _on_message(self, raw: bytes) -> None:
-        self.received += 1
         try:
             event = protocol.parse_event(raw)
         except InvalidMessage as exc:
