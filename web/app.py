@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-from aiohttp import web, web_protocol
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from feed import loops, protocol
@@ -18,18 +18,12 @@ from feed.clock import REAL, Clock
 from feed.errors import (
     CloseCode,
     FeedError,
-    Forbidden,
-    MalformedRequest,
-    RateLimited,
-    RequestTimeout,
-    Unauthorized,
-    error_body,
 )
 from feed.hub import Hub
 from feed.relay import Relay
 from feed.settings import Settings, addresses, origins
 from publisher.api import Publisher
-from web import api, ics, metrics, presence, sse, ws
+from web import api, ics, metrics, middleware, presence, sse, ws
 from web.admission import Admission
 from web.client import Client
 from web.gate import Gate
@@ -45,65 +39,24 @@ CLIENTS: web.AppKey[set[Client]] = web.AppKey("clients")
 OUTBOX: web.AppKey[Outbox] = web.AppKey("outbox")
 ADMISSION: web.AppKey[Admission] = web.AppKey("admission")
 GATE: web.AppKey[Gate] = web.AppKey("gate")
-CORS: web.AppKey[frozenset[str]] = web.AppKey("cors")
 METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics")
 FOLLOWED: web.AppKey[metrics.FollowCollector] = web.AppKey("followed")
 
 
 EXPIRY_EVERY = 1.0  # seconds between looks for expired announcements
 MAX_UPLOAD = 32 * 1024 * 1024  # a program export; the largest real ones are about 1 MB
-# Slow clients hold connections (issue 18 §4): aiohttp has no timeout of its own for reading a
-# request's head, but it closes a connection that has not completed a request head this long
-# after it opened or after the previous answer (its keep-alive timer, which it arms at the
-# connection's start and does not move while bytes trickle in). So a head, a websocket upgrade
-# included, arrives within this, or the connection is closed; an idle keep-alive also ends then.
-HEAD_TIMEOUT = 10.0
-# A body gets this long, plus a second for every BODY_MIN_RATE bytes received: a real upload
-# on a slow network goes through, one that trickles is answered 408 and closed.
-BODY_TIMEOUT = 10.0
-BODY_MIN_RATE = 16 * 1024
-
-
-def _answer_unparsable_requests_in_json() -> None:
-    """aiohttp answers a request its HTTP parser refuses with plain text that quotes the bytes
-    at fault (a broken Authorization header, token included) and logs them at ERROR. Answer
-    it like every other error instead: JSON saying what is wrong, quoting nothing."""
-    original = web_protocol.RequestHandler.handle_error
-    if getattr(original, "feed", False):
-        return
-
-    def handle_error(
-        self: web_protocol.RequestHandler,
-        request: web.BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        if status != 400 or request.writer.output_size > 0:
-            return original(self, request, status, exc, message)
-        log.info("refused a request that is not valid HTTP from %s (%s)", request.remote,
-                 type(exc).__name__)  # fmt: skip
-        refused = MalformedRequest(
-            "the request is not valid HTTP/1.1: check its request line and headers"
-        )
-        answer = web.json_response(error_body(refused), status=400)
-        answer.force_close()
-        return answer
-
-    handle_error.feed = True  # type: ignore[attr-defined]
-    web_protocol.RequestHandler.handle_error = handle_error  # type: ignore[method-assign]
 
 
 def create_app(
     settings: Settings, redis_url: str, *, clock: Clock = REAL, demo: bool = False
 ) -> web.Application:
     """The application; `demo` also plays the demo program (see publisher/demo.py), on `clock`."""
-    _answer_unparsable_requests_in_json()
+    middleware.answer_unparsable_requests_in_json()
     # CORS outermost: error answers carry its headers too, so pages can read why.
     app = web.Application(
-        middlewares=[cors, json_errors, slow_bodies],
+        middlewares=[middleware.cors, middleware.json_errors, middleware.slow_bodies],
         client_max_size=MAX_UPLOAD,
-        handler_args={"keepalive_timeout": HEAD_TIMEOUT},
+        handler_args={"keepalive_timeout": middleware.HEAD_TIMEOUT},
     )
     app[SETTINGS] = settings
     app[REDIS_URL] = redis_url
@@ -115,7 +68,7 @@ def create_app(
         settings.max_connections_per_ip,
         addresses(settings.trusted_proxies),
     )
-    app[CORS] = origins(settings.cors_origins)
+    app[middleware.CORS] = origins(settings.cors_origins)
     app[api.RATE] = settings.api_rate
     app[api.VENUE_ZONE] = settings.venue_zone
     app.cleanup_ctx.append(_relay)
@@ -152,17 +105,11 @@ def create_app(
     get("/sw.js", _page("sw.js"))
     get("/manifest.webmanifest", _page("manifest.webmanifest"))
     app.router.add_static("/static/", STATIC, expect_handler=api.expect)
-    app.on_response_prepare.append(_security_headers)
+    app.on_response_prepare.append(middleware.security_headers)
     return app
 
 
 STATIC = Path(__file__).resolve().parent / "static"
-# Pages run only their own files: no inline script or style, no third party, no framing.
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
-    "form-action 'self'"
-)
 
 
 def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -170,21 +117,6 @@ def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
 
     return page
-
-
-async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    if response.status == 101:
-        return  # a websocket's upgrade has no document to protect; its headers live as long as it
-    # Screens run for days across deploys: they revalidate their files rather than guess.
-    if request.path.startswith("/static/"):
-        response.headers.setdefault("Cache-Control", "no-cache")
-    elif request.path == "/api/me" or (
-        request.path.startswith("/api/") and request.method != "GET"
-    ):
-        response.headers.setdefault("Cache-Control", "no-store")  # answers about a signed-in user
-    response.headers.setdefault("Content-Security-Policy", CSP)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
 
 
 async def _relay(app: web.Application) -> AsyncIterator[None]:
@@ -333,110 +265,3 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     return await ws.handle(request, _parts(request.app))
-
-
-@web.middleware
-async def json_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Every error answer is JSON that says what is wrong, whatever raised it."""
-    try:
-        return await handler(request)
-    except FeedError as exc:
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else {}
-        if isinstance(exc, Unauthorized):
-            headers["WWW-Authenticate"] = 'Bearer realm="feed"'
-        return web.json_response(error_body(exc), status=exc.http_status, headers=headers)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        text = exc.text or ""
-        if not text or text.startswith(str(exc.status)):  # aiohttp's default "404: Not Found"
-            text = f"{exc.reason}: {request.method} {request.path}"
-        code = exc.reason.lower().replace(" ", "_")
-        body = {"error": {"code": code, "message": text, "field": None}}
-        return web.json_response(body, status=exc.status, headers=_allow(exc))
-    except ConnectionResetError:
-        raise  # the client left: nobody to answer, nothing to report
-    except Exception:
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        message = "unexpected server error; it has been logged"
-        body = {"error": {"code": "internal", "message": message, "field": None}}
-        return web.json_response(body, status=500)
-
-
-@web.middleware
-async def slow_bodies(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """A body that arrives slower than BODY_MIN_RATE after BODY_TIMEOUT fails its reader with
-    RequestTimeout (408), and the connection closes after that answer."""
-    body = request.content
-    if not request.body_exists or body.is_eof():
-        return await handler(request)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-
-    def check() -> None:
-        if body.is_eof():
-            return
-        allowed = started + BODY_TIMEOUT + body.total_bytes / BODY_MIN_RATE
-        if loop.time() < allowed:
-            timers.append(loop.call_at(allowed, check))
-            return
-        body.set_exception(
-            RequestTimeout(
-                f"the request body did not arrive in time ({body.total_bytes} bytes in"
-                f" {loop.time() - started:.0f} s)"
-            )
-        )
-
-    timers = [loop.call_at(started + BODY_TIMEOUT, check)]
-    try:
-        return await handler(request)
-    except RequestTimeout as exc:
-        body.feed_eof()  # the rest of it is not read: the connection closes after this answer
-        late = web.json_response(error_body(exc), status=exc.http_status)
-        late.force_close()
-        return late
-    finally:
-        for timer in timers:
-            timer.cancel()
-
-
-CORS_HEADERS = {
-    "Access-Control-Allow-Methods": "GET, POST, DELETE",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key",
-    "Access-Control-Max-Age": "600",
-}
-
-
-@web.middleware
-async def cors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Pages of the origins in FEED_CORS_ORIGINS may call the API; no one else gets CORS."""
-    origin = request.headers.get("Origin")
-    allowed = request.app[CORS]
-    if not request.path.startswith("/api/") or origin is None or not allowed:
-        return await handler(request)
-    ok = "*" in allowed or origin.rstrip("/").lower() in allowed
-    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-        if not ok:
-            refused = Forbidden(f"pages of {origin!r} may not call this API (FEED_CORS_ORIGINS)")
-            return web.json_response(error_body(refused), status=refused.http_status)
-        preflight = web.Response(status=204, headers=CORS_HEADERS)
-        preflight.headers["Access-Control-Allow-Origin"] = origin
-        preflight.headers["Vary"] = "Origin"
-        return preflight
-    response = await handler(request)
-    if ok:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Expose-Headers"] = "ETag, Retry-After"
-        response.headers["Vary"] = "Origin"
-    return response
-
-
-def _allow(exc: web.HTTPException) -> dict[str, str]:
-    allow = exc.headers.get("Allow")
-    return {"Allow": allow} if allow else {}

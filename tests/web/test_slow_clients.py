@@ -14,7 +14,7 @@ from feed.bus import Bus
 from feed.embedded import RedisProcess
 from publisher import tokens
 from tests.conftest import FeedServer, get
-from web.app import BODY_TIMEOUT, HEAD_TIMEOUT
+from web.middleware import BODY_TIMEOUT, HEAD_TIMEOUT
 
 Servers = Callable[..., FeedServer]
 DRIP = 5.0  # seconds between the attacker's pieces, as in the issue
