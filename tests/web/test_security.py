@@ -773,7 +773,11 @@ async def test_no_secret_leaks_from_the_server(tmp_path: Path, feed_server: Serv
             await _tokens_in_wrong_places(call)
             await _errors(call)
             await _outage(call, protected, server.ws_url)
-            await asyncio.sleep(0.3)  # the last event reaches the listening screen
+            # The last status (after the outage) reaches the listening screen.
+            deadline = time.monotonic() + 10
+            while '"kind":"status"' not in (seen.frames[-1] if seen.frames else ""):
+                assert time.monotonic() < deadline, "the last status never reached the screen"
+                await asyncio.sleep(0.05)
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
             await listener
