@@ -37,7 +37,7 @@ const TEXT = {
     viewers_phones: "{n} on phones", viewers_screens: { one: "{n} screen", other: "{n} screens" },
     screens: "Screens",
     online: "online", offline: "offline, last seen {t}",
-    no_screens: "No screen registered yet. Register each one: feed token create --role screen --name door-atlas-1 --room atlas, then open it with #token=TOKEN at the end of its address (/screen/room/atlas#token=…)",
+    no_screens: "No screen registered yet. Register each one: {command}, then open it with {fragment} at the end of its address ({address})",
     never: "never connected: open it with #token=TOKEN at the end of its address",
     writes_refused: "Redis refuses changes ({why}): the screens keep what they show, but nothing can be sent until it takes writes again",
     source_ok: "Program kept current from {url}: last checked {t}",
@@ -74,7 +74,7 @@ const TEXT = {
     viewers_phones: "{n} sur téléphone", viewers_screens: { one: "{n} écran", other: "{n} écrans" },
     screens: "Écrans",
     online: "en ligne", offline: "hors ligne, vu à {t}",
-    no_screens: "Aucun écran enregistré. Enregistrez chacun : feed token create --role screen --name porte-atlas-1 --room atlas, puis ouvrez-le avec #token=JETON à la fin de son adresse (/screen/room/atlas#token=…)",
+    no_screens: "Aucun écran enregistré. Enregistrez chacun : {command}, puis ouvrez-le avec {fragment} à la fin de son adresse ({address})",
     never: "jamais connecté : ouvrez-le avec #token=JETON à la fin de son adresse",
     writes_refused: "Redis refuse les modifications ({why}) : les écrans gardent ce qu'ils affichent, mais rien ne peut être envoyé tant qu'il refuse d'écrire",
     source_ok: "Programme tenu à jour depuis {url} : vérifié à {t}",
@@ -114,7 +114,7 @@ const TEXT = {
     },
     screens: "الشاشات",
     online: "متصلة", offline: "غير متصلة، آخر ظهور {t}",
-    no_screens: "لا توجد شاشة مسجلة بعد. سجّل كل شاشة: feed token create --role screen --name door-atlas-1 --room atlas، ثم افتحها مع #token=الرمز في آخر عنوانها (/screen/room/atlas#token=…)",
+    no_screens: "لا توجد شاشة مسجلة بعد. سجّل كل شاشة: {command}، ثم افتحها مع {fragment} في آخر عنوانها ({address})",
     never: "لم تتصل قط: افتحها مع #token=الرمز في آخر عنوانها",
     writes_refused: "يرفض Redis التغييرات ({why}): تحتفظ الشاشات بما تعرضه، لكن لا يمكن إرسال أي شيء حتى يقبل الكتابة من جديد",
     source_ok: "البرنامج محدَّث من {url}: آخر تحقق {t}",
@@ -142,6 +142,22 @@ const WATCH_EVERY_MS = 3_000; // viewers, screens and receipts are asked this of
 // Who is watching, as the servers report it: viewers per room, screens, receipts.
 const watch = { presence: {}, screens: null, receipts: new Map() };
 const waiting = new Map(); // result element -> a test that the change is on the screens
+
+// What to type stays as typed, left to right, in every language: commands and addresses are
+// code, set apart from the sentence around them.
+const SCREEN_HELP = {
+  command: "feed token create --role screen --name door-atlas-1 --room atlas",
+  fragment: "#token=TOKEN",
+  address: "/screen/room/atlas#token=…",
+};
+
+function withCode(node, text, codes) {
+  for (const part of text.split(/(\{\w+\})/)) {
+    const name = part.match(/^\{(\w+)\}$/)?.[1];
+    node.append(name && codes[name] ? el("code", codes[name], { dir: "ltr" }) : part);
+  }
+  return node;
+}
 
 function tr(key, values = {}) {
   const text = TEXT[lang]?.[key] ?? TEXT.en[key];
@@ -331,7 +347,9 @@ function renderScreens() {
         el("span", channels, { class: "channels", dir: "ltr" }));
       return item;
     },
-  ) : [el("li", tr("no_screens"), { class: "empty" })]));
+  ) : [withCode(el("li", null, { class: "empty" }), tr("no_screens", {
+    command: "{command}", fragment: "{fragment}", address: "{address}",
+  }), SCREEN_HELP)]));
 }
 
 // A Redis that refuses writes (out of memory, a read-only replica) still serves the screens,
