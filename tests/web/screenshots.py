@@ -15,9 +15,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import orjson
 from playwright.async_api import async_playwright
 
 from feed.bus import Bus
@@ -26,6 +29,7 @@ from publisher import Publisher, tokens
 from tests.conftest import feed_command, get
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DEMO = Path(__file__).resolve().parents[2] / "publisher" / "demo" / "smart-city-expo-2019.json"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SHOTS = [
     ("door-fr-desktop.png", "/screen/room/atlas", "fr", 1920, 1080),
@@ -33,9 +37,7 @@ SHOTS = [
     ("door-en-phone.png", "/screen/room/anfa", "en", 390, 844),
     ("hall-fr-desktop.png", "/screen/hall", "fr", 1920, 1080),
     ("hall-ar-desktop.png", "/screen/hall", "ar", 1920, 1080),
-    ("phone-fr.png", "/", "fr", 390, 844),
-    ("phone-ar.png", "/", "ar", 390, 844),
-]
+]  # the phone's own shots come from tests/web/phone_program.py
 
 
 async def main() -> None:
@@ -77,6 +79,7 @@ async def main() -> None:
                     await page.screenshot(path=OUT / "door-emergency-fr.png")
                     await pub.retract(made["id"])
                 await console_shots(browser, url, redis_url)
+                await untouched_shot(browser)
                 await browser.close()
         finally:
             server.terminate()
@@ -86,20 +89,25 @@ async def main() -> None:
 
 async def console_shots(browser: Any, url: str, redis_url: str) -> None:
     """The console of a moderator while the venue's screens report and show an emergency."""
-    # The venue's named screens and a few phones, for the console's "who is watching".
-    for path in ("room/atlas?screen=door-atlas-1", "room/anfa?screen=door-anfa-1",
-                 "hall?screen=hall-nord"):  # fmt: skip
+    # The venue's screens (each with its screen token, in the address's fragment) and a few
+    # phones, for the console's "who is watching".
+    bus = Bus(redis_url)
+    secret, _ = await tokens.create(bus, "moderator", [], "Régie")
+    screens = {}
+    for name, room in (("door-atlas-1", "atlas"), ("door-anfa-1", "anfa"), ("hall-nord", None),
+                       ("door-oasis-1", "oasis")):  # fmt: skip
+        screens[name], _ = await tokens.create(bus, "screen", [room] if room else [], name)
+    await bus.aclose()
+    for name, path in (("door-atlas-1", "room/atlas"), ("door-anfa-1", "room/anfa"),
+                       ("hall-nord", "hall")):  # fmt: skip
         screen = await browser.new_page(viewport={"width": 960, "height": 540})
-        await screen.goto(f"{url}/screen/{path}&lang=fr")
+        await screen.goto(f"{url}/screen/{path}?lang=fr#token={screens[name]}")
     for _ in range(3):
         await (await browser.new_page()).goto(f"{url}/?lang=fr")
     dark = await browser.new_page(viewport={"width": 960, "height": 540})
-    await dark.goto(f"{url}/screen/room/oasis?screen=door-oasis-1&lang=fr")
+    await dark.goto(f"{url}/screen/room/oasis?lang=fr#token={screens['door-oasis-1']}")
     await dark.wait_for_timeout(6000)  # reported once, then it goes dark
     await dark.close()
-    bus = Bus(redis_url)
-    secret, _ = await tokens.create(bus, "moderator", [], "Régie")
-    await bus.aclose()
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
     await page.goto(f"{url}/console?lang=fr")
     await page.fill("#token", secret)
@@ -116,6 +124,48 @@ async def console_shots(browser: Any, url: str, redis_url: str) -> None:
     await page.click("[data-room=anfa] button[data-status=plus5]")
     await page.wait_for_timeout(12_000)  # reports, receipts, and a dark screen
     await page.screenshot(path=OUT / "console-moderator-fr.png", full_page=True)
+
+
+async def untouched_shot(browser: Any) -> None:
+    """An Arabic door screen of a room no operator has touched: what it shows comes from the
+    program, and says so. The demo's program, moved to today, on a plain server (the demo's own
+    operators touch every room)."""
+    doc = orjson.loads(DEMO.read_bytes())
+    tz = ZoneInfo(doc["timezone"])
+    first = datetime.fromisoformat(doc["talks"][0]["start"])
+    # The first day's 10:00 becomes now: the morning's sessions are on, or about to be.
+    shift = datetime.now(tz).replace(second=0, microsecond=0) - first.replace(hour=10, minute=0)
+    for talk in doc["talks"]:
+        for key in ("start", "end"):
+            talk[key] = (datetime.fromisoformat(talk[key]) + shift).isoformat()
+    with tempfile.TemporaryDirectory() as folder:
+        program = Path(folder) / "today.json"
+        program.write_bytes(orjson.dumps(doc))
+        port = free_port()
+        server = await asyncio.create_subprocess_exec(
+            *feed_command("serve", "--port", str(port)), cwd=folder, env=dict(os.environ),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 20
+            while await asyncio.to_thread(get_status, url + "/healthz") != 200:
+                if time.monotonic() > deadline:
+                    sys.exit("feed serve did not start")
+                await asyncio.sleep(0.2)
+            imported = await asyncio.create_subprocess_exec(
+                *feed_command("schedule", "import", str(program), "--title",
+                              "Smart City Expo Casablanca"),
+                cwd=folder, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            assert await imported.wait() == 0
+            page = await browser.new_page(viewport={"width": 1920, "height": 1080})
+            await page.goto(f"{url}/screen/room/atlas?lang=ar")
+            await page.wait_for_timeout(2000)
+            await page.screenshot(path=OUT / "door-ar-untouched.png")
+        finally:
+            server.terminate()
+            await asyncio.wait_for(server.wait(), 10)
 
 
 def get_status(url: str) -> int:
