@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 
@@ -57,6 +57,26 @@ _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 MAX_PROGRAM_EVENT_BYTES = 256 * 1024  # a room's sessions: about a thousand of them
+
+
+class StatusData(TypedDict):
+    """A `status` event's data, as `status_data` makes it (and as a room's state holds it)."""
+
+    status: str
+    delay: int
+    session: str | None
+    moved_to: str | None
+
+
+class Announcement(TypedDict):
+    """An `announce` event's data, as `announcement` makes it; channels keep a list of them."""
+
+    id: str
+    text: str | dict[str, str]
+    priority: str
+    rooms: list[str]
+    ts: int
+    expires_at: int | None
 
 
 def event(kind: object, data: object) -> None:
@@ -129,7 +149,7 @@ def status_data(
     delay: object = 0,
     session: object = None,
     moved_to: object = None,
-) -> dict[str, Any]:
+) -> StatusData:
     """A room status change. Any status may follow any other: operators correct mistakes."""
     clean = _choice(Status, status, "status")
     minutes = integer(delay)
@@ -242,7 +262,7 @@ def announcement(
     ts: int,
     expires_at: int | None = None,
     announcement_id: str | None = None,
-) -> dict[str, Any]:
+) -> Announcement:
     """An announcement as it is stored and sent. `ts` and `expires_at` are Unix milliseconds."""
     clean_rooms = sorted({keys.room_id(r) for r in rooms})
     if len(clean_rooms) > MAX_ROOMS_PER_ANNOUNCEMENT:
@@ -286,7 +306,7 @@ def _object(value: object, what: str) -> dict[str, Any]:
     return value
 
 
-def status_event(data: object) -> dict[str, Any]:
+def status_event(data: object) -> StatusData:
     """A `status` event's data: the whole status; missing fields are their defaults."""
     fields = _object(data, "a status")
     return status_data(
@@ -297,7 +317,7 @@ def status_event(data: object) -> dict[str, Any]:
     )
 
 
-def announcement_event(data: object) -> dict[str, Any]:
+def announcement_event(data: object) -> Announcement:
     """An `announce` event's data: an announcement as `announcement` made it, id and ts included."""
     fields = _object(data, "an announcement")
     ts = integer(fields.get("ts"))

@@ -147,7 +147,7 @@ class Publisher:
         expires_at: int | None = None,
         announcement_id: str | None = None,
         change_id: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> models.Announcement:
         """Post an announcement to the named rooms, or to everyone (`venue`) when none is named.
 
         `text` is one string or one per language ({"fr": ..., "ar": ..., "en": ...}). It leaves

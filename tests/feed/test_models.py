@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from feed import keys, models
@@ -204,7 +202,7 @@ def test_announcement_text_validated(text: str) -> None:
 
 
 def test_announcement_is_json_plain() -> None:
-    data: dict[str, Any] = models.announcement("a", priority=Priority.EMERGENCY, ts=TS)
+    data = models.announcement("a", priority=Priority.EMERGENCY, ts=TS)
     assert type(data["priority"]) is str
 
 
