@@ -43,19 +43,9 @@ SHOTS = [
 async def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
-        port = free_port()
         env = {**os.environ, "FEED_DEMO_RATE": "400"}
-        server = await asyncio.create_subprocess_exec(
-            *feed_command("demo", "--port", str(port)), cwd=folder, env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        server, url = await start("demo", folder, env, ready="/api/schedule")
         try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 20
-            while await asyncio.to_thread(get_status, url + "/api/schedule") != 200:
-                if time.monotonic() > deadline:
-                    sys.exit("the demo did not start")
-                await asyncio.sleep(0.2)
             await asyncio.sleep(6)  # the demo's clock reaches the opening of the first day
             async with async_playwright() as p:
                 browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
@@ -141,18 +131,8 @@ async def untouched_shot(browser: Any) -> None:
     with tempfile.TemporaryDirectory() as folder:
         program = Path(folder) / "today.json"
         program.write_bytes(orjson.dumps(doc))
-        port = free_port()
-        server = await asyncio.create_subprocess_exec(
-            *feed_command("serve", "--port", str(port)), cwd=folder, env=dict(os.environ),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        server, url = await start("serve", folder, dict(os.environ), ready="/healthz")
         try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 20
-            while await asyncio.to_thread(get_status, url + "/healthz") != 200:
-                if time.monotonic() > deadline:
-                    sys.exit("feed serve did not start")
-                await asyncio.sleep(0.2)
             imported = await asyncio.create_subprocess_exec(
                 *feed_command("schedule", "import", str(program), "--title",
                               "Smart City Expo Casablanca"),
@@ -166,6 +146,25 @@ async def untouched_shot(browser: Any) -> None:
         finally:
             server.terminate()
             await asyncio.wait_for(server.wait(), 10)
+
+
+async def start(
+    command: str, folder: str, env: dict[str, str], *, ready: str
+) -> tuple[asyncio.subprocess.Process, str]:
+    """`feed serve` or `feed demo` in `folder`, once `ready` answers 200; and its URL."""
+    port = free_port()
+    server = await asyncio.create_subprocess_exec(
+        *feed_command(command, "--port", str(port)), cwd=folder, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while await asyncio.to_thread(get_status, url + ready) != 200:
+        if time.monotonic() > deadline:
+            server.terminate()
+            sys.exit(f"feed {command} did not start")
+        await asyncio.sleep(0.2)
+    return server, url
 
 
 def get_status(url: str) -> int:
