@@ -74,6 +74,7 @@ def create_app(
     app.cleanup_ctx.append(_relay)
     app.cleanup_ctx.append(_publisher)
     app.cleanup_ctx.append(_presence)
+    app.cleanup_ctx.append(_parts)
     if demo:
         app.cleanup_ctx.append(_demo)
     app.on_shutdown.append(_going_away)
@@ -81,8 +82,9 @@ def create_app(
     get = functools.partial(app.router.add_get, expect_handler=api.expect)
     get("/healthz", healthz)
     get("/readyz", readyz)
-    get("/ws", websocket)
-    get("/sse", events, allow_head=False)  # a stream has no head of its own
+    # The streaming endpoints as they are: no wrapper frame held beside every connection.
+    get("/ws", ws.handle)
+    get("/sse", sse.handle, allow_head=False)  # a stream has no head of its own
     get("/api/channels", channels)
     get("/metrics", metrics_page)
     app[FOLLOWED] = metrics.FollowCollector()
@@ -178,6 +180,21 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
+async def _parts(app: web.Application) -> AsyncIterator[None]:
+    """What the websocket and SSE endpoints are served with, once everything in it exists."""
+    app[ws.PARTS] = ws.Parts(
+        relay=app[RELAY],
+        clients=app[CLIENTS],
+        outbox=app[OUTBOX],
+        gate=app[GATE],
+        presence=app[presence.PRESENCE],
+        settings=app[SETTINGS],
+        clock=app[CLOCK],
+        admission=app[ADMISSION],
+    )
+    yield
+
+
 async def _expire(pub: Publisher) -> None:
     """Announcements leave every screen when they expire, with no one acting: the expiry is
     published as an event (once, whichever server gets to it first)."""
@@ -244,24 +261,3 @@ async def metrics_page(request: web.Request) -> web.Response:
         body=metrics.render(request.app[METRICS]),
         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
     )
-
-
-def _parts(app: web.Application) -> ws.Parts:
-    return ws.Parts(
-        relay=app[RELAY],
-        clients=app[CLIENTS],
-        outbox=app[OUTBOX],
-        gate=app[GATE],
-        presence=app[presence.PRESENCE],
-        settings=app[SETTINGS],
-        clock=app[CLOCK],
-        admission=app[ADMISSION],
-    )
-
-
-async def events(request: web.Request) -> web.StreamResponse:
-    return await sse.handle(request, _parts(request.app))
-
-
-async def websocket(request: web.Request) -> web.StreamResponse:
-    return await ws.handle(request, _parts(request.app))

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web, web_protocol
+from aiohttp.typedefs import Handler, Middleware
 
 from feed.errors import (
     FeedError,
@@ -88,27 +89,56 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     response.headers.setdefault("Referrer-Policy", "same-origin")
 
 
-@web.middleware
-async def json_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
+WEBSOCKET = "/ws"
+
+
+def passing_websockets(
+    wrapped: Callable[[web.Request, Handler], Awaitable[web.StreamResponse]],
+) -> Middleware:
+    """`wrapped`, except on the websocket endpoint, whose handler is awaited as it is. A
+    middleware's frame lives as long as the request it wraps, and a websocket's request lives as
+    long as the connection: tens of thousands of them, each carrying three idle frames, cost
+    about a kilobyte per connection (docs/performance.md). The websocket handler answers its own
+    refusals (`error_response`); it reads no body and is not part of the API's CORS."""
+
+    @web.middleware
+    def middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+        if request.path == WEBSOCKET:
+            return handler(request)
+        return wrapped(request, handler)
+
+    return middleware
+
+
+def error_response(exc: FeedError) -> web.Response:
+    """The JSON answer to one of our errors, with the headers its status calls for."""
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else {}
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="feed"'
+    return web.json_response(error_body(exc), status=exc.http_status, headers=headers)
+
+
+def http_error_response(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """aiohttp's own refusals (404, 405, a websocket request without an upgrade...) in JSON."""
+    text = exc.text or ""
+    if not text or text.startswith(str(exc.status)):  # aiohttp's default "404: Not Found"
+        text = f"{exc.reason}: {request.method} {request.path}"
+    code = exc.reason.lower().replace(" ", "_")
+    body = {"error": {"code": code, "message": text, "field": None}}
+    return web.json_response(body, status=exc.status, headers=_allow(exc))
+
+
+@passing_websockets
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error answer is JSON that says what is wrong, whatever raised it."""
     try:
         return await handler(request)
     except FeedError as exc:
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else {}
-        if isinstance(exc, Unauthorized):
-            headers["WWW-Authenticate"] = 'Bearer realm="feed"'
-        return web.json_response(error_body(exc), status=exc.http_status, headers=headers)
+        return error_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        text = exc.text or ""
-        if not text or text.startswith(str(exc.status)):  # aiohttp's default "404: Not Found"
-            text = f"{exc.reason}: {request.method} {request.path}"
-        code = exc.reason.lower().replace(" ", "_")
-        body = {"error": {"code": code, "message": text, "field": None}}
-        return web.json_response(body, status=exc.status, headers=_allow(exc))
+        return http_error_response(request, exc)
     except ConnectionResetError:
         raise  # the client left: nobody to answer, nothing to report
     except Exception:
@@ -118,10 +148,8 @@ async def json_errors(
         return web.json_response(body, status=500)
 
 
-@web.middleware
-async def slow_bodies(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
+@passing_websockets
+async def slow_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A body that arrives slower than BODY_MIN_RATE after BODY_TIMEOUT fails its reader with
     RequestTimeout (408), and the connection closes after that answer."""
     body = request.content
@@ -164,10 +192,8 @@ CORS_HEADERS = {
 }
 
 
-@web.middleware
-async def cors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
+@passing_websockets
+async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Pages of the origins in FEED_CORS_ORIGINS may call the API; no one else gets CORS."""
     origin = request.headers.get("Origin")
     allowed = request.app[CORS]

@@ -26,7 +26,7 @@ from feed import keys, protocol
 from feed.errors import CloseCode, InvalidMessage
 from feed.protocol import Position
 from web.client import Client
-from web.ws import Parts, identity, subscribe, venue_time
+from web.ws import PARTS, identity, subscribe, venue_time
 
 KEEPALIVE = 5.0  # seconds between pongs on a stream
 RETRY_MS = 2000  # how soon a browser's EventSource reconnects on its own
@@ -105,7 +105,8 @@ def parse_channels(value: str | None) -> list[str]:
     return list(dict.fromkeys(keys.channel(c) for c in names))
 
 
-async def handle(request: web.Request, parts: Parts) -> web.StreamResponse:
+async def handle(request: web.Request) -> web.StreamResponse:
+    parts = request.app[PARTS]
     relay, clients, presence, clock = parts.relay, parts.clients, parts.presence, parts.clock
     channels = parse_channels(request.query.get("channels"))
     since = parse_stream_id(

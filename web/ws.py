@@ -44,6 +44,7 @@ from web.client import (
     WebSocketClient,
 )
 from web.gate import Gate
+from web.middleware import error_response, http_error_response
 from web.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,9 @@ class Parts:
     admission: Admission
 
 
+PARTS: web.AppKey[Parts] = web.AppKey("parts")  # set by web.app once they all exist
+
+
 def venue_time(parts: Parts, relay: Relay, clock: Clock) -> dict[str, object]:
     """The venue's zone (FEED_VENUE_ZONE, else the program's, else UTC) with its offsets, for
     the hello: the server, not the browser's tz database, is the authority on venue time."""
@@ -73,11 +77,69 @@ def venue_time(parts: Parts, relay: Relay, clock: Clock) -> dict[str, object]:
     return zones.venue(zone, clock.ms())
 
 
-async def handle(request: web.Request, parts: Parts) -> web.StreamResponse:
-    kind, screen = identity(request)  # a bad ?screen= is refused before anything else
-    address = parts.gate.admit(request)
+async def handle(request: web.Request) -> web.StreamResponse:
+    """The websocket endpoint. Registered as it is: no wrapper and no middleware frame stays
+    alive beside each of the tens of thousands of connections (docs/performance.md), so its
+    refusals before the upgrade are answered here, in JSON like every other error."""
+    parts = request.app[PARTS]
     try:
-        return await _serve(request, parts, kind, screen)
+        kind, screen = identity(request)  # a bad ?screen= is refused before anything else
+        address = parts.gate.admit(request)
+    except FeedError as exc:
+        return error_response(exc)
+    try:
+        relay, clients, presence, clock = parts.relay, parts.clients, parts.presence, parts.clock
+        # No permessage-deflate: it would compress every frame once per client, defeating the
+        # encode-once fan-out; JSON messages here are small.
+        ws = web.WebSocketResponse(
+            heartbeat=25.0,
+            # aiohttp refuses a message whose size reaches max_msg_size; ours may be exactly it.
+            max_msg_size=protocol.MAX_FRAME_BYTES + 1,
+            compress=False,
+        )
+        try:
+            await ws.prepare(request)
+        except web.HTTPException as exc:  # not a websocket handshake
+            if exc.status < 400:
+                raise
+            return http_error_response(request, exc)
+        client = WebSocketClient(
+            ws,
+            request.transport,
+            parts.outbox,
+            parts.settings.client_queue_bytes,
+            kind=kind,
+            screen=screen,
+        )
+        clients.add(client)
+        venue = venue_time(parts, relay, clock)
+        client.send(protocol.hello(clock.ms(), relay.live, clock.rate, venue))
+        try:
+            while True:
+                # receive() itself rather than `async for`: one coroutine less held by every idle
+                # connection. It ends where aiohttp's iterator ends.
+                msg = await ws.receive()
+                if msg.type in _ENDS:
+                    break
+                if msg.type == WSMsgType.TEXT:
+                    token = _receive(client, parts, msg.data)
+                    if token is not None:  # the next message waits: it may be this screen's ack
+                        await _identify(client, relay, token)
+                elif msg.type == WSMsgType.BINARY:
+                    client.close(CloseCode.UNSUPPORTED, "send JSON text frames")
+                if client.close_code is not None:
+                    break
+        finally:
+            clients.discard(client)
+            presence.left(client)
+            parts.admission.cancel(client)
+            relay.unsubscribe(client, client.channels)
+            client.close(CloseCode.NORMAL, "")  # no-op when a close is already under way
+            try:
+                await asyncio.wait_for(asyncio.shield(client.closed), SLOW_CLOSE_TIMEOUT + 1)
+            except TimeoutError:
+                client.abort()
+        return ws
     finally:
         parts.gate.leave(address)
 
@@ -94,57 +156,6 @@ def identity(request: web.Request) -> tuple[str, str | None]:
         keys.screen_name(screen)
     kind = "screen" if screen else request.query.get("kind", "other")
     return (kind if kind in KINDS else "other"), None
-
-
-async def _serve(
-    request: web.Request, parts: Parts, kind: str, screen: str | None
-) -> web.StreamResponse:
-    relay, clients, presence, clock = parts.relay, parts.clients, parts.presence, parts.clock
-    # No permessage-deflate: it would compress every frame once per client, defeating the
-    # encode-once fan-out; JSON messages here are small.
-    ws = web.WebSocketResponse(
-        heartbeat=25.0,
-        # aiohttp refuses a message whose size reaches max_msg_size; ours may be exactly the limit.
-        max_msg_size=protocol.MAX_FRAME_BYTES + 1,
-        compress=False,
-    )
-    await ws.prepare(request)
-    client = WebSocketClient(
-        ws,
-        request.transport,
-        parts.outbox,
-        parts.settings.client_queue_bytes,
-        kind=kind,
-        screen=screen,
-    )
-    clients.add(client)
-    client.send(protocol.hello(clock.ms(), relay.live, clock.rate, venue_time(parts, relay, clock)))
-    try:
-        while True:
-            # receive() itself rather than `async for`: one coroutine less held by every idle
-            # connection. It ends where aiohttp's iterator ends.
-            msg = await ws.receive()
-            if msg.type in _ENDS:
-                break
-            if msg.type == WSMsgType.TEXT:
-                token = _receive(client, parts, msg.data)
-                if token is not None:  # the next message waits: it may be an ack of this screen
-                    await _identify(client, relay, token)
-            elif msg.type == WSMsgType.BINARY:
-                client.close(CloseCode.UNSUPPORTED, "send JSON text frames")
-            if client.close_code is not None:
-                break
-    finally:
-        clients.discard(client)
-        presence.left(client)
-        parts.admission.cancel(client)
-        relay.unsubscribe(client, client.channels)
-        client.close(CloseCode.NORMAL, "")  # no-op when a close is already under way
-        try:
-            await asyncio.wait_for(asyncio.shield(client.closed), SLOW_CLOSE_TIMEOUT + 1)
-        except TimeoutError:
-            client.abort()
-    return ws
 
 
 def subscribe(
