@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
@@ -151,10 +152,13 @@ def identity(request: web.Request) -> tuple[str, str | None]:
     """What a client says it is: `?kind=screen|phone|console`, for the counts only. `?screen=`
     (from before screen tokens) still says `kind=screen`, and is still checked, but names
     nothing: a screen's name is a claim only its screen token makes (`identify`)."""
-    screen = request.query.get("screen") or None
+    # Read once and let go: aiohttp's `request.query` would keep its parsed copy as long as the
+    # request lives, which for a websocket is the whole connection.
+    query = dict(parse_qsl(request.query_string)) if request.query_string else {}
+    screen = query.get("screen") or None
     if screen is not None:
         keys.screen_name(screen)
-    kind = "screen" if screen else request.query.get("kind", "other")
+    kind = "screen" if screen else query.get("kind", "other")
     return (kind if kind in KINDS else "other"), None
 
 
