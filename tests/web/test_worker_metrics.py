@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
+import urllib.error
 import urllib.request
 from collections import defaultdict
 from collections.abc import Callable
@@ -20,9 +22,19 @@ CLIENTS = 24
 
 
 def scrape(server: FeedServer) -> dict[str, dict[str, float]]:
-    """{metric sample name: {worker: value}} summed over other labels, from one answer."""
-    with urllib.request.urlopen(server.url + "/metrics", timeout=5) as answer:
-        text = answer.read().decode()
+    """{metric sample name: {worker: value}} summed over other labels, from one answer.
+
+    A scrape that lands on a worker as it is killed is reset, as Prometheus's would be; like
+    Prometheus at its next interval, try again (on whichever worker the kernel picks)."""
+    for attempt in range(3):
+        try:
+            with urllib.request.urlopen(server.url + "/metrics", timeout=5) as answer:
+                text = answer.read().decode()
+            break
+        except (ConnectionError, urllib.error.URLError):
+            if attempt == 2:
+                raise
+            time.sleep(0.2)
     found: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
