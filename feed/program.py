@@ -411,19 +411,3 @@ ROOM_SESSION_FIELDS = (
 def compact(session: dict[str, Any]) -> dict[str, Any]:
     """A session as a room's state carries it: what a door screen shows, no abstract."""
     return {k: session.get(k) for k in ROOM_SESSION_FIELDS}
-
-
-def valid_sessions(value: object) -> bool:
-    """Whether `value` is a list of room sessions `now_and_next` can read (ids, aware times)."""
-    if not isinstance(value, list):
-        return False
-    for s in value:
-        if not isinstance(s, dict) or not isinstance(s.get("id"), str):
-            return False
-        try:
-            times = [datetime.fromisoformat(s["start"]), datetime.fromisoformat(s["end"])]
-        except (KeyError, TypeError, ValueError):
-            return False
-        if any(t.tzinfo is None for t in times):
-            return False
-    return True
