@@ -328,10 +328,16 @@ class Bus:
         return _bytes(raw), _text(etag) if etag else None, mapping
 
     async def save_program(
-        self, raw: bytes, etag: str, rooms: dict[str, str], current: list[str]
+        self,
+        raw: bytes,
+        etag: str,
+        rooms: dict[str, str],
+        current: list[str],
+        zone: str | None = None,
     ) -> None:
         """Store a program: its JSON, ETag, every room name -> id ever imported (so ids stay
-        stable), and the ids of the rooms it has now."""
+        stable), the ids of the rooms it has now, and the zone it was read in (on its own, so
+        that every server can read it without the whole program)."""
         await self._do(
             self._redis.hset(
                 keys.PROGRAM,
@@ -340,6 +346,7 @@ class Bus:
                     "etag": etag,
                     "rooms": orjson.dumps(rooms),
                     "current": orjson.dumps(current),
+                    "zone": zone or "",  # empty: a program read in no named zone
                 },
             )
         )
@@ -351,14 +358,18 @@ class Bus:
 
     async def program_zone(self) -> str | None:
         """The IANA zone the imported program was read in; None while none is imported."""
+        zone = await self._do(self._redis.hget(keys.PROGRAM, "zone"))
+        if zone:
+            return _text(zone)
+        # A program stored before the zone had a field of its own: read it from the JSON.
         raw = await self._do(self._redis.hget(keys.PROGRAM, "json"))
         if not raw:
             return None
         try:
-            zone = orjson.loads(raw)["conference"]["timezone"]
+            named = orjson.loads(raw)["conference"]["timezone"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return None
-        return zone if isinstance(zone, str) else None
+        return named if isinstance(named, str) else None
 
     async def token(self, token_id: str) -> dict[str, Any] | None:
         raw = await self._do(self._redis.hget(keys.TOKENS, token_id))

@@ -1,8 +1,9 @@
 """Loops a process runs for as long as it lives: the Redis subscription and the syncer (feed.relay),
 the announcement expiry (web.app), the presence reports (web.presence).
 
-None of them may die of an error: Redis going away is expected, said once when it starts and once
-when it ends; anything else is a bug, logged with its traceback, and the loop goes on. Only a
+None of them may die of an error: Redis going away (Unavailable) is expected, said once when it
+starts and once when it ends; anything else is logged with its traceback each time, and the loop
+goes on. Only a
 cancellation ends them (some libraries turn one into their own error: feed.errors knows).
 """
 
@@ -12,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from feed.errors import FeedError, raise_if_cancelled
+from feed.errors import Unavailable, raise_if_cancelled
 
 
 async def every(
@@ -27,7 +28,8 @@ async def every(
             await work()
         except Exception as exc:
             raise_if_cancelled(exc)
-            if not isinstance(exc, FeedError):
+            if not isinstance(exc, Unavailable):
+                # Anything else is no outage: said every time, with its traceback.
                 log.exception("%s failed; trying again", what)
             elif not postponed:
                 log.info("%s postponed until Redis answers: %s", what, exc)

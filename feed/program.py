@@ -306,14 +306,14 @@ def zone_changed(old: Program | None, new: Program) -> tuple[str, str] | None:
 def _wall_clock(old: Program, new: Program) -> Callable[[Session], object]:
     """How to compare two versions of a session's times: as instants, or, when the zone changed,
     as the local times each program prints (its own zone for each)."""
-    zones = zone_changed(old, new)
-    if zones is None:
+    changed = zone_changed(old, new)
+    if changed is None:
         return lambda s: (s.start, s.end)
-    owner = {id(s): zone_info(zones[0]) for s in old.sessions}
-    new_zone = zone_info(zones[1])
+    old_zone, new_zone = zone_info(changed[0]), zone_info(changed[1])
+    old_ones = {id(s) for s in old.sessions}  # the objects themselves: ids repeat across versions
 
     def local(s: Session) -> object:
-        tz = owner.get(id(s), new_zone)
+        tz = old_zone if id(s) in old_ones else new_zone
         return s.start.astimezone(tz).replace(tzinfo=None), s.end.astimezone(tz).replace(
             tzinfo=None
         )

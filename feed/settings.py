@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from feed import zones
 from feed.bus import check_url
 from feed.errors import ConfigError, InvalidMessage
 from feed.program import zone_info
@@ -81,7 +82,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 ZERO_ALLOWED = ("port", "max_connections_per_ip", "redis_min_replicas")
 AUTO = "auto"  # spelled out for settings whose None is a computed default
 GC_MODES = ("tuned", "default")
-TZDATA_SOURCES = ("auto", "system", "wheel")
+TZDATA_SOURCES = zones.SOURCES
 LOG_FORMATS = ("auto", "text", "json")
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 

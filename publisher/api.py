@@ -231,17 +231,7 @@ class Publisher:
     async def check_rooms(self, rooms: Iterable[str], *, field: str = "room") -> None:
         """Once a program is imported, every room named must be one of its rooms: NotFound
         otherwise, saying where they are listed (before any import, any valid id goes)."""
-        named = [keys.room_id(r) for r in rooms]
-        known = await self._bus.program_rooms()
-        if known is None:
-            return
-        for room in named:
-            if room not in known:
-                raise NotFound(
-                    f"no room {room!r} in the program (GET /api/schedule lists its rooms:"
-                    f" {', '.join(sorted(known)[:8])}{', ...' if len(known) > 8 else ''})",
-                    field=field,
-                )
+        _in_program(await self._bus.program_rooms(), rooms, field)
 
     async def status_of_program_room(
         self,
@@ -260,10 +250,11 @@ class Publisher:
                 "a room 'moved' needs the room it moved to (--to ROOM, or moved_to)",
                 field="moved_to",
             )
-        await self.check_rooms([room])
+        known = await self._bus.program_rooms()  # one read for both checks
+        _in_program(known, [room], "room")
         if moved_to is not None:
             try:
-                await self.check_rooms([moved_to], field="moved_to")
+                _in_program(known, [moved_to], "moved_to")
             except NotFound as exc:
                 raise InvalidMessage(exc.message, field="moved_to") from None
         return await self.status(
@@ -334,7 +325,9 @@ class Publisher:
             wanted = room["name"], room["names"], event_data["sessions"]
             if (held.get("name"), held.get("names") or {}, held.get("sessions")) != wanted:
                 await self.publish(channel, Kind.PROGRAM, event_data)
-        await self._bus.save_program(raw, etag, rooms, [room.id for room in new.rooms])
+        await self._bus.save_program(
+            raw, etag, rooms, [room.id for room in new.rooms], new.conference.timezone
+        )
         # Calendars: new sessions, changed ones with a higher SEQUENCE, vanished ones cancelled.
         updates = calendar.advance(await self._bus.calendar(), new_json["sessions"], self._now_ms())
         if updates:
@@ -388,3 +381,18 @@ class Publisher:
             }
             events.append((keys.room_channel(room), data))
         return events
+
+
+def _in_program(known: set[str] | None, rooms: Iterable[str], field: str) -> None:
+    """Every room named must be a valid id, and one of the program's once there is a program:
+    NotFound otherwise, saying where the rooms are listed."""
+    named = [keys.room_id(r) for r in rooms]
+    if known is None:
+        return
+    for room in named:
+        if room not in known:
+            raise NotFound(
+                f"no room {room!r} in the program (GET /api/schedule lists its rooms:"
+                f" {', '.join(sorted(known)[:8])}{', ...' if len(known) > 8 else ''})",
+                field=field,
+            )

@@ -8,11 +8,11 @@ import logging
 import pytest
 
 from feed import loops
-from feed.errors import Unavailable
+from feed.errors import InvalidMessage, Unavailable
 
 
 async def test_every_says_an_outage_once_and_its_end_once(caplog: pytest.LogCaptureFixture) -> None:
-    outcomes = iter(["down", "down", "down", "ok", "bug", "ok"])
+    outcomes = iter(["down", "down", "down", "ok", "bug", "refused", "ok"])
     done = asyncio.Event()
 
     async def work() -> None:
@@ -23,6 +23,8 @@ async def test_every_says_an_outage_once_and_its_end_once(caplog: pytest.LogCapt
             raise Unavailable("Redis is away")
         elif outcome == "bug":
             raise KeyError("oops")
+        elif outcome == "refused":
+            raise InvalidMessage("not an outage")
 
     log = logging.getLogger("test.loops")
     with caplog.at_level(logging.INFO, logger="test.loops"):
@@ -34,7 +36,8 @@ async def test_every_says_an_outage_once_and_its_end_once(caplog: pytest.LogCapt
     lines = [r.getMessage() for r in caplog.records]
     assert sum("the chore postponed until Redis answers" in line for line in lines) == 1
     assert sum(line == "the chore resumed" for line in lines) == 1
-    assert sum("the chore failed; trying again" in line for line in lines) == 1
+    # A bug, and one of our errors that is no outage, are each said, with a traceback.
+    assert sum("the chore failed; trying again" in line for line in lines) == 2
 
 
 async def test_forever_starts_a_crashed_loop_again(caplog: pytest.LogCaptureFixture) -> None:
