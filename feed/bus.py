@@ -351,6 +351,11 @@ class Bus:
             )
         )
 
+    async def program_etag(self) -> str | None:
+        """The stored program's ETag alone; None while none is imported."""
+        etag = await self._do(self._redis.hget(keys.PROGRAM, "etag"))
+        return _text(etag) if etag else None
+
     async def program_rooms(self) -> set[str] | None:
         """The room ids of the imported program; None while none is imported."""
         raw = await self._do(self._redis.hget(keys.PROGRAM, "current"))

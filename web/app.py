@@ -1,4 +1,5 @@
-"""The aiohttp application: websocket endpoint, health, readiness, and JSON errors."""
+"""The aiohttp application: its state, its routes, what starts and stops with it (the relay, the
+publisher, presence, the expiry loop, the demo), and the health, readiness and metrics pages."""
 
 from __future__ import annotations
 
@@ -82,7 +83,8 @@ def create_app(
     get = functools.partial(app.router.add_get, expect_handler=api.expect)
     get("/healthz", healthz)
     get("/readyz", readyz)
-    # The streaming endpoints as they are: no wrapper frame held beside every connection.
+    # The streaming endpoints as they are: no wrapper frame of ours beside every connection (the
+    # middlewares also hand /ws straight through; /sse streams are few, on the fallback path).
     get("/ws", ws.handle)
     get("/sse", sse.handle, allow_head=False)  # a stream has no head of its own
     get("/api/channels", channels)

@@ -131,7 +131,10 @@ class Presence:
                 if client.screen is not None:
                     self._gone[client.screen] = self.record(client, online=False)
                 client.screen, client.token_id, client.rooms = None, None, ()
-                gone = Unauthorized("this screen's token was revoked: it is a viewer now")
+                gone = Unauthorized(
+                    "this screen's token was revoked: it is a viewer now; register it again"
+                    " with a new screen token (feed token create --role screen --name NAME)"
+                )
                 client.send(protocol.error(gone.code, gone.message))
 
     async def report(self) -> None:

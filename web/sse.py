@@ -5,7 +5,7 @@ The same messages as on the websocket, in the same order, through the same hub a
 `hello`, then for each channel a snapshot (or the missed events) and `subscribed`, then events.
 The stream is one-way, so the channels and the position to resume from come with the request:
 
-    GET /sse?channels=venue,room:atlas[&since=<id>][&kind=screen][&screen=door-atlas-1]
+    GET /sse?channels=venue,room:atlas[&since=<id>][&kind=screen]
 
 Every snapshot and event carries an SSE `id` that says where the stream stands on each of its
 channels: `<epoch>:<seq>` for a stream of one channel, `<channel>=<epoch>:<seq>,...` for several.
@@ -134,7 +134,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         client.chunked = chunked
         clients.add(client)
         try:
-            venue = venue_time(parts, relay, clock)
+            venue = venue_time(parts)
             client.send(protocol.hello(clock.ms(), relay.live, clock.rate, venue))
             subscribe(client, parts, channels, since)
             transport = request.transport

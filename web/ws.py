@@ -1,14 +1,8 @@
-"""The websocket endpoint: one `Client` per connection, between aiohttp and the relay.
+"""The websocket endpoint: one `WebSocketClient` per connection, between aiohttp and the relay.
 
-The fan-out path never waits on a client. The hub hands every subscriber of an event the same
-bytes; the `Outbox` frames them as a websocket text frame once, and each `Client` only appends
-the frame to its list of pending output. Once per turn of the event loop, after everything that
-arrived in that turn has been handed out, the outbox writes each client's pending frames to its
-socket in one write (a burst of events becomes one write per client, not one per event).
-
-What a client has not taken yet stays in its socket's write buffer. A client whose buffer is over
-its byte limit when more is to be written is closed with 4008 ("slow: reconnect and resume") and
-comes back through its `(epoch, seq)`, instead of holding memory or anyone else back.
+It upgrades the request, says hello, and reads the client's messages (subscribe, unsubscribe,
+ping, identify, ack) until the connection ends. What is sent goes through the client's pending
+output and the outbox (web/client.py, web/outbox.py): nothing here waits on a client to write.
 """
 
 from __future__ import annotations
@@ -71,11 +65,11 @@ class Parts:
 PARTS: web.AppKey[Parts] = web.AppKey("parts")  # set by web.app once they all exist
 
 
-def venue_time(parts: Parts, relay: Relay, clock: Clock) -> dict[str, object]:
+def venue_time(parts: Parts) -> dict[str, object]:
     """The venue's zone (FEED_VENUE_ZONE, else the program's, else UTC) with its offsets, for
     the hello: the server, not the browser's tz database, is the authority on venue time."""
-    zone = parts.settings.venue_zone or relay.program_zone or "UTC"
-    return zones.venue(zone, clock.ms())
+    zone = parts.settings.venue_zone or parts.relay.program_zone or "UTC"
+    return zones.venue(zone, parts.clock.ms())
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -113,7 +107,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             screen=screen,
         )
         clients.add(client)
-        venue = venue_time(parts, relay, clock)
+        venue = venue_time(parts)
         client.send(protocol.hello(clock.ms(), relay.live, clock.rate, venue))
         try:
             while True:
@@ -196,6 +190,11 @@ async def _identify(client: Client, relay: Relay, presented: str) -> None:
             raise Forbidden("only a screen token names a screen; staff tokens stay in the console")
     except FeedError as exc:
         _refuse(client, exc)
+        return
+    except Exception:
+        # As in _receive: a bug must cost at most this connection, never the process.
+        log.exception("identifying client %d failed", client.id, extra={"conn": client.id})
+        client.close(CloseCode.INTERNAL, "internal error; reconnect")
         return
     client.screen, client.token_id, client.rooms = token.name, token.id, token.rooms
     client.kind = "screen"
