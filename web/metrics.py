@@ -7,6 +7,7 @@ scrapes, with the official `prometheus_client` doing the encoding.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
@@ -167,14 +168,29 @@ def render(reg: CollectorRegistry) -> bytes:
 
 class FollowCollector(Collector):
     """`feed schedule follow`'s state as the follower last recorded it in Redis, read by the
-    /metrics handler just before it renders (a collector cannot wait for Redis itself)."""
+    /metrics handler just before it renders (a collector cannot wait for Redis itself).
+
+    The state is the whole venue's, not a process's: only the process that read it for the
+    scrape under way reports it. With `--workers N`, the others (asked for their own figures
+    through web.worker_metrics) leave it out rather than repeat an older reading."""
+
+    FRESH = 5.0  # seconds a reading serves the scrape it was made for
 
     def __init__(self) -> None:
-        self.state: dict[str, object] | None = None
+        self._state: dict[str, object] | None = None
+        self._read_at = float("-inf")
+
+    @property
+    def state(self) -> dict[str, object] | None:
+        return self._state
+
+    @state.setter
+    def state(self, value: dict[str, object] | None) -> None:
+        self._state, self._read_at = value, time.monotonic()
 
     def collect(self) -> Iterator[Metric]:
-        state = self.state
-        if not isinstance(state, dict):
+        state = self._state
+        if not isinstance(state, dict) or time.monotonic() - self._read_at > self.FRESH:
             return
         url = str(state.get("url", ""))
         up = GaugeMetricFamily(
