@@ -14,6 +14,7 @@ address, FEED_MAX_CONNECTIONS_PER_IP).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -21,6 +22,8 @@ from collections.abc import Callable, Iterable, Mapping
 from feed.hub import Sink
 from feed.protocol import Position
 from feed.relay import Relay
+
+log = logging.getLogger(__name__)
 
 TURN = 8  # channels served per waiting client in one turn
 YIELD_EVERY = 64  # channels started between two looks at what else the loop has to do
@@ -104,7 +107,11 @@ class Admission:
                 self._tokens -= n
                 self.started += n
                 since_yield += n
-                self.relay.subscribe(sink, names, since)
+                try:
+                    self.relay.subscribe(sink, names, since)
+                except Exception:
+                    # A bug must cost that client its subscription, not everyone in the queue.
+                    log.exception("subscribing a waiting client failed")
             # Give the loop back: what the connected clients sent, and their writes, first.
             await asyncio.sleep(0)
 
