@@ -21,8 +21,8 @@ from enum import Enum
 from typing import Protocol
 
 from feed import protocol, reducer
+from feed.models import State
 from feed.protocol import Event, Position
-from feed.reducer import State
 
 RECENT_EVENTS = 128  # events kept per channel to resume short gaps without asking Redis
 MAX_BUFFERED = 10_000  # events held while a channel syncs; past that a snapshot is cheaper

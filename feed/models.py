@@ -79,6 +79,40 @@ class Announcement(TypedDict):
     expires_at: int | None
 
 
+Session = dict[str, Any]  # as the program event gives it: its fields pass unchanged (JSON)
+Change = dict[str, Any]  # as the schedule event gives it (program.Change, as JSON)
+
+
+class Schedule(TypedDict):
+    """The venue's `schedule`: the program version of the last `schedule` event."""
+
+    etag: str
+    conference: dict[str, Any] | None
+
+
+class State(TypedDict, total=False):
+    """A channel's state: the fields the events applied to it have set (docs/protocol.md, State).
+
+    One type for a room's and the venue's, every field optional: the reducer applies each kind
+    to whatever state it is given (a `status` event that reached `venue` would add its fields
+    there), and a state read back from Redis is taken as it was stored (`feed.bus` checks only
+    that it is an object), so readers still check each value they use."""
+
+    announcements: list[Announcement]  # every channel
+    # a room's: its status (`status` events) ...
+    status: str | None
+    delay: int
+    session: str | None
+    moved_to: str | None
+    # ... and what the program says of it (`program` events)
+    name: str | None
+    names: dict[str, str]
+    sessions: list[Session]
+    # the venue's (`schedule` events)
+    schedule: Schedule | None
+    changes: list[Change]
+
+
 def event(kind: object, data: object) -> None:
     """Check what any event must be: a short lowercase kind, and JSON data of bounded size."""
     if not isinstance(kind, str) or not _KIND.fullmatch(kind):

@@ -12,12 +12,19 @@ from typing import Any
 
 from feed import keys, models, program, situation
 from feed.errors import InvalidMessage
-from feed.models import Kind
+from feed.models import Announcement, Kind, Session, State
 
 MAX_ANNOUNCEMENTS = 50
 MAX_CHANGES = 50  # program changes kept on `venue` for the "what changed" lists
 
-State = dict[str, Any]
+
+class RoomView(State):
+    """A room's state as its readers see it at a given time (`room_view`): three more fields,
+    which no event sets (docs/protocol.md, State)."""
+
+    now: Session | None
+    next: Session | None
+    shown: situation.Shown
 
 
 def initial(channel: str) -> State:
@@ -37,21 +44,32 @@ def initial(channel: str) -> State:
 
 def current(state: State, now_ms: int) -> State:
     """The state as a reader should see it at `now_ms`: expired announcements left out, and for
-    a room the session on now and the next one, with the operator's delay applied."""
-    view = {**state, "announcements": _unexpired(state.get("announcements"), now_ms)}
+    a room (a state with sessions) its `room_view`."""
     if "sessions" in state:
-        delay = state.get("delay")
-        try:
-            view["now"], view["next"] = program.now_and_next(
-                state.get("sessions") or [],
-                datetime.fromtimestamp(now_ms / 1000, UTC),
-                delay if isinstance(delay, int) else 0,
-            )
-        except (ValueError, OverflowError, TypeError, KeyError):
-            # Sessions this reader cannot place in time: show none rather than fail the snapshot.
-            view["now"] = view["next"] = None
-        view["shown"] = situation.shown(state, now_ms)  # what the room shows: docs/protocol.md
-    return view
+        return room_view(state, now_ms)
+    return {**state, "announcements": _unexpired(state.get("announcements"), now_ms)}
+
+
+def room_view(state: State, now_ms: int) -> RoomView:
+    """A room's `current` state: also the session on now and the next one, with the operator's
+    delay applied, and what the room shows."""
+    delay = state.get("delay")
+    try:
+        now, upcoming = program.now_and_next(
+            state.get("sessions") or [],
+            datetime.fromtimestamp(now_ms / 1000, UTC),
+            delay if isinstance(delay, int) else 0,
+        )
+    except (ValueError, OverflowError, TypeError, KeyError):
+        # Sessions this reader cannot place in time: show none rather than fail the snapshot.
+        now = upcoming = None
+    return {
+        **state,
+        "announcements": _unexpired(state.get("announcements"), now_ms),
+        "now": now,
+        "next": upcoming,
+        "shown": situation.shown(state, now_ms),  # what the room shows: docs/protocol.md
+    }
 
 
 def apply(state: State, kind: str, data: Any, ts: int) -> State:
@@ -60,36 +78,46 @@ def apply(state: State, kind: str, data: Any, ts: int) -> State:
     publisher or a damaged entry never breaks an older reader. The browser's reducer
     (web/static/feed-client.js) must agree: tests/reducer_vectors.json holds the cases."""
     try:
-        clean = models.event_data(kind, data)
+        return _apply(state, kind, data, ts)
     except InvalidMessage:
         return state
-    announcements = _unexpired(state.get("announcements"), ts)
+
+
+def _apply(state: State, kind: str, data: object, ts: int) -> State:
+    """`apply`, raising InvalidMessage for data that breaks its kind's rules (each kind's
+    validator in feed/models.py, the ones `models.event_data` picks)."""
     if kind == Kind.STATUS:
-        return {**state, **clean, "announcements": announcements}
+        status = models.status_event(data)
+        return {**state, **status, "announcements": _unexpired(state.get("announcements"), ts)}
     if kind == Kind.ANNOUNCE:
-        kept = [a for a in announcements if a.get("id") != clean["id"]]
-        kept.append(clean)
+        note = models.announcement_event(data)
+        announcements = _unexpired(state.get("announcements"), ts)
+        kept = [a for a in announcements if a.get("id") != note["id"]]
+        kept.append(note)
         return {**state, "announcements": kept[-MAX_ANNOUNCEMENTS:]}
     if kind == Kind.RETRACT:
-        gone = clean["id"]
+        gone = models.retraction(data)["id"]
+        announcements = _unexpired(state.get("announcements"), ts)
         return {**state, "announcements": [a for a in announcements if a.get("id") != gone]}
     if kind == Kind.PROGRAM:
+        clean = models.program_event(data)
         room = clean["room"]
         return {
             **state,
             "name": room.get("name"),
             "names": _names(room.get("names")),
             "sessions": clean["sessions"],
-            "announcements": announcements,
+            "announcements": _unexpired(state.get("announcements"), ts),
         }
     if kind == Kind.SCHEDULE:
+        clean = models.schedule_event(data)
         held = state.get("changes")
-        kept = [*(held if isinstance(held, list) else []), *clean.get("changes", [])]
+        kept_changes = [*(held if isinstance(held, list) else []), *clean.get("changes", [])]
         return {
             **state,
             "schedule": {"etag": clean["etag"], "conference": clean.get("conference")},
-            "changes": kept[-MAX_CHANGES:],
-            "announcements": announcements,
+            "changes": kept_changes[-MAX_CHANGES:],
+            "announcements": _unexpired(state.get("announcements"), ts),
         }
     return state
 
@@ -101,7 +129,7 @@ def _names(value: object) -> dict[str, str]:
     return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def _unexpired(announcements: object, now_ms: int) -> list[dict[str, Any]]:
+def _unexpired(announcements: object, now_ms: int) -> list[Announcement]:
     if not isinstance(announcements, list):
         return []
     if all(_alive(a, now_ms) for a in announcements):

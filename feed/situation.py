@@ -9,11 +9,11 @@ checked against the same cases (tests/feed/situation-cases.json).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from feed import program
+from feed.models import State
 
 OPERATOR = "operator"
 PROGRAM = "program"
@@ -28,10 +28,16 @@ NONE = "none"  # the room has no sessions at all
 # session on now they would contradict it, so they never hold while one is on.
 _NOT_WHILE_ON = frozenset({"upcoming", "ended"})
 
-Shown = dict[str, Any]
+
+class Shown(TypedDict):
+    """What a room shows (see `shown`)."""
+
+    source: str  # OPERATOR or PROGRAM
+    status: str  # the operator's status, or ON, NEXT, OVER or NONE
+    session: str | None
 
 
-def shown(state: Mapping[str, Any], now_ms: int) -> Shown:
+def shown(state: State, now_ms: int) -> Shown:
     """`{"source", "status", "session"}` for a room's state at `now_ms` (Unix milliseconds).
 
     `source` is "operator" when the room's status holds, with that status and the session it

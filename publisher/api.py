@@ -332,8 +332,8 @@ class Publisher:
         updates = calendar.advance(await self._bus.calendar(), new_json["sessions"], self._now_ms())
         if updates:
             await self._bus.save_calendar(updates)
-        venue = await self._bus.sync(keys.VENUE)
-        if (venue.state.get("schedule") or {}).get("etag") != etag:
+        schedule = (await self._bus.sync(keys.VENUE)).state.get("schedule")
+        if (schedule.get("etag") if schedule else None) != etag:
             summary = {
                 "etag": etag,
                 "conference": new_json["conference"],

@@ -157,8 +157,8 @@ async def drive(pub: Publisher, demo_clock: Clock) -> None:
         rooms[s["room"]].append(s)
     # Announcements left by an earlier run belong to another moment of the conference.
     for channel in ["venue", *(f"room:{room}" for room in rooms)]:
-        for note in (await pub.bus.sync(channel)).state.get("announcements", []):
-            await pub.publish(channel, Kind.RETRACT, {"id": note["id"], "reason": "retracted"})
+        for old in (await pub.bus.sync(channel)).state.get("announcements", []):
+            await pub.publish(channel, Kind.RETRACT, {"id": old["id"], "reason": "retracted"})
     shown: dict[str, tuple[str, int, str | None]] = {}
     posted: dict[int, str] = {}  # note -> the id it was posted with
     previous = datetime.fromtimestamp(demo_clock(), ZONE)

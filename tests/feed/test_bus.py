@@ -14,8 +14,8 @@ from feed import keys, protocol, reducer
 from feed.bus import Bus, Published, Synced, placeholder, redacted
 from feed.embedded import RedisProcess, free_port
 from feed.errors import ConfigError, InvalidMessage, Unavailable
+from feed.models import State
 from feed.protocol import Event, Position
-from feed.reducer import State
 from publisher.api import Publisher
 
 ROOM = "room:atlas"

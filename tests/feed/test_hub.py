@@ -10,8 +10,8 @@ import pytest
 from feed import hub as hub_module
 from feed import protocol, reducer
 from feed.hub import RECENT_EVENTS, Attached, Hub, NeedHistory
+from feed.models import State
 from feed.protocol import Event, Position
-from feed.reducer import State
 
 CH = "room:atlas"
 E1 = "e1"

@@ -8,15 +8,14 @@ from typing import Any
 import pytest
 
 from feed import reducer
-from feed.reducer import MAX_ANNOUNCEMENTS, State
+from feed.models import Announcement, State
+from feed.reducer import MAX_ANNOUNCEMENTS
 
 TS = 1_700_000_000_000
 ROOM = "room:atlas"
 
 
-def ann(
-    aid: str, *, ts: int = TS, expires_at: int | None = None, text: str = "hi"
-) -> dict[str, Any]:
+def ann(aid: str, *, ts: int = TS, expires_at: int | None = None, text: str = "hi") -> Announcement:
     return {
         "id": aid,
         "text": text,

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from feed import reducer, situation
+from feed.models import State
 
 CASES_FILE = Path(__file__).resolve().parent / "situation-cases.json"
 CASES: dict[str, Any] = json.loads(CASES_FILE.read_text(encoding="utf-8"))
@@ -23,10 +24,9 @@ def ms(iso: str) -> int:
     return int(datetime.fromisoformat(iso).timestamp() * 1000)
 
 
-def room_state(case: dict[str, Any]) -> dict[str, Any]:
-    state = reducer.initial("room:atlas")
-    state.update(case["state"], sessions=copy.deepcopy(CASES["sessions"][case["sessions"]]))
-    return state
+def room_state(case: dict[str, Any]) -> State:
+    sessions = copy.deepcopy(CASES["sessions"][case["sessions"]])
+    return {**reducer.initial("room:atlas"), **case["state"], "sessions": sessions}
 
 
 def test_the_cases_cover_every_outcome_and_status() -> None:
@@ -51,8 +51,9 @@ def test_a_room_snapshot_carries_the_outcome_beside_the_stored_status(
     case: dict[str, Any],
 ) -> None:
     state = room_state(case)
-    view = reducer.current(state, ms(case["now"]))
+    view = reducer.room_view(state, ms(case["now"]))
     assert view["shown"] == case["expect"]
+    assert reducer.current(state, ms(case["now"])) == view
     assert (view["status"], view["session"]) == (case["state"]["status"], case["state"]["session"])
 
 
@@ -70,10 +71,15 @@ def test_a_status_about_a_session_stops_holding_when_it_is_over_with_its_delay()
             "end": (start + timedelta(hours=2)).isoformat(),
         },
     ]
-    state = {**reducer.initial("room:atlas"), "sessions": sessions}
-    state.update(status="full", delay=15, session="a")
+    state: State = {
+        **reducer.initial("room:atlas"),
+        "sessions": sessions,
+        "status": "full",
+        "delay": 15,
+        "session": "a",
+    }
 
-    def at(minutes: int) -> dict[str, Any]:
+    def at(minutes: int) -> situation.Shown:
         return situation.shown(state, int((start + timedelta(minutes=minutes)).timestamp() * 1000))
 
     assert at(74)["source"] == "operator"  # a ends at 10:00, 10:15 with the delay
@@ -81,9 +87,12 @@ def test_a_status_about_a_session_stops_holding_when_it_is_over_with_its_delay()
 
 
 def test_a_room_that_cannot_be_read_still_gets_an_outcome() -> None:
-    odd: dict[str, Any] = {"status": 7, "delay": "late", "session": ["a"], "sessions": "many"}
+    odd: Any = {"status": 7, "delay": "late", "session": ["a"], "sessions": "many"}
     assert situation.shown(odd, 0) == {"source": "program", "status": "none", "session": None}
-    half = {"status": "live", "sessions": [{"id": "a", "start": "2019-04-17T09:00:00+01:00"}]}
+    half: State = {
+        "status": "live",
+        "sessions": [{"id": "a", "start": "2019-04-17T09:00:00+01:00"}],
+    }
     assert situation.shown(half, 0) == {"source": "operator", "status": "live", "session": None}
 
 
@@ -100,14 +109,14 @@ SESSION_SETS = st.sampled_from(sorted(CASES["sessions"]))
 def test_the_outcome_never_contradicts_now_and_next(
     sessions: str, status: str | None, delay: int, session: str | None, now: int
 ) -> None:
-    state = {
+    state: State = {
         **reducer.initial("room:atlas"),
         "sessions": CASES["sessions"][sessions],
         "status": status,
         "delay": delay,
         "session": session,
     }
-    view = reducer.current(state, now)
+    view = reducer.room_view(state, now)
     shown = view["shown"]
     assert set(shown) == {"source", "status", "session"}
     if shown["source"] == "operator":

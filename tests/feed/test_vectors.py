@@ -38,7 +38,7 @@ def strictly_equal(got: Any, want: Any, where: str = "state") -> None:
         assert got == want, f"{where}: {got!r} != {want!r}"
 
 
-def start(case: dict[str, Any]) -> reducer.State:
+def start(case: dict[str, Any]) -> models.State:
     return {**reducer.initial(case["channel"]), **copy.deepcopy(case.get("start", {}))}
 
 

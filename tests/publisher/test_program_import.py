@@ -58,7 +58,8 @@ async def test_a_first_import_stores_the_program_and_fills_each_room(redis: Redi
         # The talk at 23:30 runs past midnight: it ends on the next calendar date.
         assert anfa.state["sessions"][1]["end"] == "2019-04-18T00:30:00+01:00"
         venue = await pub.bus.sync("venue")
-        assert venue.state["schedule"]["etag"] == etag
+        schedule = venue.state["schedule"]
+        assert schedule is not None and schedule["etag"] == etag
 
 
 async def test_importing_the_same_program_again_publishes_nothing(redis: RedisProcess) -> None:
@@ -199,11 +200,13 @@ async def test_the_snapshot_shows_now_and_next_with_the_delay(redis: RedisProces
     async with Publisher(redis.url) as pub:
         await pub.import_program(program(doc), source="expo.json")
         state = (await pub.bus.sync("room:atlas")).state
-        view = reducer.current(state, int(now.timestamp() * 1000))
-        assert view["now"] is None and view["next"]["id"] == atlas[1]["guid"]
+        view = reducer.room_view(state, int(now.timestamp() * 1000))
+        assert view["now"] is None
+        assert view["next"] is not None and view["next"]["id"] == atlas[1]["guid"]
         await pub.status("atlas", "delayed", delay=10)  # running 10 minutes late
         state = (await pub.bus.sync("room:atlas")).state
-    view = reducer.current(state, int(now.timestamp() * 1000))
+    view = reducer.room_view(state, int(now.timestamp() * 1000))
+    assert view["now"] is not None and view["next"] is not None
     assert view["now"]["id"] == atlas[0]["guid"] and view["now"]["delay"] == 10
     assert datetime.fromisoformat(view["next"]["start"]) == datetime.fromisoformat(at(15))
 
