@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feed import embedded, keys, logs, models, zones
 from feed.errors import ConfigError, FeedError, InvalidMessage, NotFound, Unavailable
@@ -21,6 +21,9 @@ from feed.program import zone_info
 from feed.settings import LOG_LEVELS, Settings, load, load_with_sources
 from publisher import tokens
 from publisher.tokens import Role
+
+if TYPE_CHECKING:
+    from publisher.api import Publisher
 
 EXIT_UNAVAILABLE = 1
 EXIT_INVALID = 2
@@ -233,12 +236,17 @@ def _redis_url(settings: Settings) -> str:
     return url
 
 
-async def _publish(args: argparse.Namespace, settings: Settings) -> str:
+def _publisher(settings: Settings) -> Publisher:
+    """The Publisher of the commands that publish, on the Redis `settings` lead to."""
     from publisher.api import Publisher  # noqa: PLC0415 - keeps `feed watch` start-up light
 
-    async with Publisher(
+    return Publisher(
         _redis_url(settings), history=settings.history, min_replicas=settings.redis_min_replicas
-    ) as pub:
+    )
+
+
+async def _publish(args: argparse.Namespace, settings: Settings) -> str:
+    async with _publisher(settings) as pub:
         if args.what == "status":
             done = await pub.status_of_program_room(
                 args.room,
@@ -273,11 +281,7 @@ async def _schedule(args: argparse.Namespace, settings: Settings) -> str:
         data = args.file.read_bytes()
     except OSError as exc:
         raise InvalidMessage(f"cannot read {args.file}: {exc.strerror}") from None
-    from publisher.api import Publisher  # noqa: PLC0415
-
-    async with Publisher(
-        _redis_url(settings), history=settings.history, min_replicas=settings.redis_min_replicas
-    ) as pub:
+    async with _publisher(settings) as pub:
         result = await pub.import_program(
             data,
             source=str(args.file),
@@ -323,7 +327,6 @@ async def _follow(args: argparse.Namespace, settings: Settings) -> str:
     """`feed schedule follow URL`: runs until SIGTERM or Ctrl-C, then stops cleanly (exit 0)."""
     import signal  # noqa: PLC0415
 
-    from publisher.api import Publisher  # noqa: PLC0415
     from publisher.follow import Follower  # noqa: PLC0415 - aiohttp only where it is needed
 
     logs.setup(args.log_level or settings.log_level, style=settings.log_format)
@@ -331,9 +334,7 @@ async def _follow(args: argparse.Namespace, settings: Settings) -> str:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Publisher(
-        _redis_url(settings), history=settings.history, min_replicas=settings.redis_min_replicas
-    ) as pub:
+    async with _publisher(settings) as pub:
         follower = Follower(
             pub,
             args.url,
