@@ -182,26 +182,6 @@ def read(
         raise InvalidMessage(f"{source}: cannot read it: {exc}") from None
 
 
-def parse(
-    data: bytes,
-    *,
-    source: str,
-    venue_zone: str | None = None,
-    known_rooms: dict[str, str] | None = None,
-    title: str | None = None,
-    strict: bool = False,
-) -> Program:
-    """`read`'s program alone."""
-    return read(
-        data,
-        source=source,
-        venue_zone=venue_zone,
-        known_rooms=known_rooms,
-        title=title,
-        strict=strict,
-    ).program
-
-
 # ---- what every format shares ----------------------------------------------------------------
 
 

@@ -96,7 +96,7 @@ def test_a_printed_time_imports_in_the_zone_the_server_trusts() -> None:
     <event guid="11111111-1111-4111-8111-111111111111" id="1"><start>10:00</start>
     <duration>01:00</duration><room>Atlas</room><title>Opening</title></event>
     </room></day></schedule>"""
-    parsed = importers.parse(xml, source="t.xml", venue_zone="Africa/Casablanca")
+    parsed = importers.read(xml, source="t.xml", venue_zone="Africa/Casablanca").program
     served = parsed.to_json("Africa/Casablanca")["sessions"][0]
     trusted = zones.trusted()
     local = datetime(2026, 12, 8, 10, tzinfo=trusted.zone("Africa/Casablanca"))

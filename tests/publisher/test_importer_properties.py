@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from feed import keys
 from feed.program import Program
 from publisher import importers
-from publisher.importers import parse
+from publisher.importers import read
 from tests.ours import ours
 
 # Each property runs `max_examples` inputs (and its `@example`s); the file runs in about ten
@@ -78,7 +78,7 @@ def clean(text: str) -> str:
 
 def imports(data: bytes, **options: Any) -> Program | None:
     options.setdefault("source", "upload")
-    program = ours(lambda: parse(data, **options))
+    program = ours(lambda: read(data, **options).program)
     event("imported" if program else "refused")  # see --hypothesis-show-statistics
     if program is not None:
         check_program(program)

@@ -15,7 +15,7 @@ import pytest
 from feed import keys
 from feed.errors import InvalidMessage
 from feed.program import Program
-from publisher.importers import Report, parse, read
+from publisher.importers import Report, read
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "schedules"
@@ -31,7 +31,7 @@ def load(
 ) -> Program:
     data = (FIXTURES / name).read_bytes()
     zone = venue_zone or NEEDS_ZONE.get(name)
-    return parse(data, source=name, venue_zone=zone, known_rooms=known_rooms)
+    return read(data, source=name, venue_zone=zone, known_rooms=known_rooms).program
 
 
 def utc(
@@ -155,8 +155,8 @@ def test_the_format_comes_from_the_content_not_the_name(name: str) -> None:
 
     data = (FIXTURES / name).read_bytes()
     zone = NEEDS_ZONE.get(name)
-    assert seen(parse(data, source="upload.bin", venue_zone=zone)) == seen(load(name))
-    assert seen(parse(b"\xef\xbb\xbf" + data, source="with-bom", venue_zone=zone)) == seen(
+    assert seen(read(data, source="upload.bin", venue_zone=zone).program) == seen(load(name))
+    assert seen(read(b"\xef\xbb\xbf" + data, source="with-bom", venue_zone=zone).program) == seen(
         load(name)
     )
 
@@ -261,7 +261,7 @@ BROKEN: list[tuple[bytes, list[str]]] = [
 def test_bad_input_gets_a_clear_error(data: bytes, expected: list[str]) -> None:
     """With --strict, as every problem was before repairs: the whole file refused, saying where."""
     with pytest.raises(InvalidMessage) as info:
-        parse(data, source="upload.dat", venue_zone="UTC" if data[:1] == b"<" else None,
+        read(data, source="upload.dat", venue_zone="UTC" if data[:1] == b"<" else None,
               strict=True)  # fmt: skip
     message = info.value.message
     assert message.startswith("upload.dat: ")
@@ -287,7 +287,7 @@ def test_broken_files(name: str, expected: str) -> None:
 def test_a_file_that_names_its_zone_is_read_in_it_and_served_in_the_venue_zone() -> None:
     doc = edit_json(SCHEDULE, {"schedule/conference/time_zone_name": "Europe/Berlin"})
     doc = edit_json(doc.decode(), {f"{DAY1}/Atlas/0/date": None, f"{DAY1}/Atlas/0/start": "10:00"})
-    program = parse(doc, source="berlin.json", venue_zone="Africa/Casablanca")
+    program = read(doc, source="berlin.json", venue_zone="Africa/Casablanca").program
     assert program.conference.timezone == "Africa/Casablanca"
     first = next(s for s in program.sessions if s.start.hour == 8)  # 10:00 in Berlin, summer
     rendered = {s["id"]: s for s in program.to_json("Africa/Casablanca")["sessions"]}
@@ -311,7 +311,7 @@ def test_damaged_files_never_raise_anything_but_invalid_message(name: str) -> No
         damaged.append(bytes(chars))
     for sample in damaged:
         try:
-            parse(sample, source=name)
+            read(sample, source=name)
         except InvalidMessage as exc:
             assert exc.message.startswith(name + ": ")
 
@@ -389,7 +389,7 @@ def test_shared_export(path: Path | None) -> None:
         assert s.title
 
     known = {r.name: r.id for r in p.rooms}
-    again = parse(data, source=path.name, venue_zone=zone, known_rooms=known)
+    again = read(data, source=path.name, venue_zone=zone, known_rooms=known).program
     assert again == p
     assert Program.from_json(p.to_json("Africa/Casablanca", with_source=True)) == p
 
@@ -403,7 +403,7 @@ def test_31c3_times_without_their_date_elements() -> None:
     data = path.read_bytes()
     stripped = re.sub(rb"<date>[^<]*</date>", b"", data)
     assert stripped != data
-    original = parse(data, source=path.name, venue_zone="Europe/Berlin")
-    assert parse(stripped, source=path.name, venue_zone="Europe/Berlin").sessions == (
+    original = read(data, source=path.name, venue_zone="Europe/Berlin").program
+    assert read(stripped, source=path.name, venue_zone="Europe/Berlin").program.sessions == (
         original.sessions
     )
