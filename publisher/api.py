@@ -93,7 +93,10 @@ class Publisher:
         change (its answer lost, or too few replicas confirmed it) may be made again with the
         same id, and the change is then made once. None: a new id, good within this call."""
         channel = keys.channel(channel)
-        data = models.publishable(channel, kind, data)
+        return await self._send(channel, kind, models.publishable(channel, kind, data), change_id)
+
+    async def _send(self, channel: str, kind: str, data: Any, change_id: str | None) -> Published:
+        """`publish` of data already checked as `models.publishable` would."""
         async with self._locks[channel]:
             return await self._publish(channel, kind, data, change_id or secrets.token_hex(8))
 
@@ -131,7 +134,9 @@ class Publisher:
     ) -> Published:
         """Set a room's status (any status may follow any other)."""
         data = models.status_data(status, delay=delay, session=session, moved_to=moved_to)
-        return await self.publish(keys.room_channel(room), Kind.STATUS, data, change_id=change_id)
+        # Checked once: `status_data` is the status event's whole check, and a status is far
+        # below the size limit and goes on a room's channel, as `publishable` requires.
+        return await self._send(keys.room_channel(room), Kind.STATUS, data, change_id)
 
     @property
     def bus(self) -> Bus:
