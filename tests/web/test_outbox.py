@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, cast
 
 import pytest
@@ -10,7 +11,7 @@ from aiohttp import web
 
 from feed.errors import CloseCode
 from web.client import WebSocketClient
-from web.outbox import Outbox, text_frame
+from web.outbox import MAX_GATHER, Outbox, text_frame
 
 
 @pytest.mark.parametrize(
@@ -120,5 +121,48 @@ async def test_one_client_failing_to_write_does_not_stop_the_others() -> None:
     await turn()
     assert broken.aborted and fine.writes == [text_frame(b"{}")]
     cf.send(b"[]")
+    # At the end of the turn, or after a gathering if logging the failure made that flush long.
+    deadline = time.monotonic() + 5 * MAX_GATHER
+    while fine.writes[-1] != text_frame(b"[]"):
+        assert time.monotonic() < deadline, "the fine client's next frame was never written"
+        await asyncio.sleep(0.005)
+
+
+class SlowTransport(Transport):
+    """A write that takes `seconds`, as 10,000 of them do together."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def write(self, data: bytes) -> None:
+        time.sleep(self.seconds)
+        super().write(data)
+
+
+async def test_after_a_long_flush_the_next_one_gathers_what_arrives_meanwhile() -> None:
+    outbox = Outbox()
+    slow = SlowTransport(0.02)
+    c = client(outbox, slow)
+    c.send(b"1")
     await turn()
-    assert fine.writes[-1] == text_frame(b"[]")
+    assert slow.writes == [text_frame(b"1")]  # the first flush: at the end of the turn
+    c.send(b"2")
+    await turn()
+    assert len(slow.writes) == 1  # the last flush took 20 ms: this one waits about as long
+    c.send(b"3")
+    deadline = time.monotonic() + 5 * MAX_GATHER
+    while len(slow.writes) < 2:
+        assert time.monotonic() < deadline, "the gathered frames were never written"
+        await asyncio.sleep(0.005)
+    assert slow.writes[1] == text_frame(b"2") + text_frame(b"3")  # both in one write
+
+
+async def test_after_a_quick_flush_the_next_one_comes_at_the_end_of_the_turn() -> None:
+    outbox = Outbox()
+    fast = Transport()
+    c = client(outbox, fast)
+    for n in range(3):
+        c.send(b"%d" % n)
+        await turn()
+        assert len(fast.writes) == n + 1
