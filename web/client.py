@@ -61,12 +61,11 @@ class Client:
         max_bytes: int,
         *,
         kind: str = "other",
-        screen: str | None = None,
     ) -> None:
         self.id = next(_ids)
         self.kind = kind  # screen, phone, console or other: what the page said it is
         # A screen's name, to find it at the venue: only a screen token gives one (`identify`).
-        self.screen = screen
+        self.screen: str | None = None
         self.token_id: str | None = None  # the screen token that named it, to notice a revoke
         self.rooms: tuple[str, ...] = ()  # where that token says the screen stands
         self._acked: set[str] | None = None  # announcements this screen said it shows
@@ -196,9 +195,8 @@ class WebSocketClient(Client):
         max_bytes: int,
         *,
         kind: str = "other",
-        screen: str | None = None,
     ) -> None:
-        super().__init__(transport, outbox, max_bytes, kind=kind, screen=screen)
+        super().__init__(transport, outbox, max_bytes, kind=kind)
         self.ws = ws
 
     def _encode(self, frame: bytes) -> bytes:

@@ -112,7 +112,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     since = parse_stream_id(
         request.headers.get("Last-Event-ID") or request.query.get("since"), channels
     )
-    kind, screen = identity(request)
+    kind = identity(request)
     address = parts.gate.admit(request)
     try:
         response = web.StreamResponse(
@@ -129,7 +129,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         client = SseClient(
             channels, request.transport, parts.outbox, parts.settings.client_queue_bytes,
-            kind=kind, screen=screen,
+            kind=kind,
         )  # fmt: skip
         client.chunked = chunked
         clients.add(client)

@@ -8,9 +8,13 @@ output and the outbox (web/client.py, web/outbox.py): nothing here waits on a cl
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import random
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
@@ -78,7 +82,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     refusals before the upgrade are answered here, in JSON like every other error."""
     parts = request.app[PARTS]
     try:
-        kind, screen = identity(request)  # a bad ?screen= is refused before anything else
+        kind = identity(request)  # a bad ?screen= is refused before anything else
         address = parts.gate.admit(request)
     except FeedError as exc:
         return error_response(exc)
@@ -98,17 +102,13 @@ async def handle(request: web.Request) -> web.StreamResponse:
             if exc.status < 400:
                 raise
             return http_error_response(request, exc)
+        shed(request, ws)
         client = WebSocketClient(
-            ws,
-            request.transport,
-            parts.outbox,
-            parts.settings.client_queue_bytes,
-            kind=kind,
-            screen=screen,
+            ws, request.transport, parts.outbox, parts.settings.client_queue_bytes, kind=kind
         )
         clients.add(client)
-        venue = venue_time(parts)
-        client.send(protocol.hello(clock.ms(), relay.live, clock.rate, venue))
+        # No local for the hello's parts: this frame lives as long as the connection.
+        client.send(protocol.hello(clock.ms(), relay.live, clock.rate, venue_time(parts)))
         try:
             while True:
                 # receive() itself rather than `async for`: one coroutine less held by every idle
@@ -142,18 +142,65 @@ async def handle(request: web.Request) -> web.StreamResponse:
 KINDS = ("screen", "phone", "console")
 
 
-def identity(request: web.Request) -> tuple[str, str | None]:
+def identity(request: web.Request) -> str:
     """What a client says it is: `?kind=screen|phone|console`, for the counts only. `?screen=`
     (from before screen tokens) still says `kind=screen`, and is still checked, but names
     nothing: a screen's name is a claim only its screen token makes (`identify`)."""
-    # Read once and let go: aiohttp's `request.query` would keep its parsed copy as long as the
-    # request lives, which for a websocket is the whole connection.
-    query = dict(parse_qsl(request.query_string)) if request.query_string else {}
+    # Read once and let go: aiohttp's `request.query` (and `query_string`) would keep a parsed
+    # copy as long as the request lives, which for a websocket is the whole connection. The
+    # kind returned is one of ours, not the parsed string: nothing of the query stays.
+    _, _, query_string = request.raw_path.partition("?")
+    query = dict(parse_qsl(query_string)) if query_string else {}
     screen = query.get("screen") or None
     if screen is not None:
         keys.screen_name(screen)
     kind = "screen" if screen else query.get("kind", "other")
-    return (kind if kind in KINDS else "other"), None
+    return _KINDS.get(kind, "other")
+
+
+_KINDS = {kind: kind for kind in KINDS}
+_NO_MESSAGES: deque[Any] = deque(maxlen=0)  # shared: whatever is put in it is dropped
+
+
+def shed(request: web.Request, ws: web.WebSocketResponse) -> bool:
+    """Let go of what aiohttp keeps per connection for HTTP once the websocket is upgraded and
+    never uses again: its HTTP parser and its queue of parsed requests (about 1.5 KB), what its
+    cached properties remembered, and the websocket writer's masking helper (a server never
+    masks). Tens of thousands of idle connections each held them (docs/performance.md).
+
+    These are aiohttp's private attributes (3.14): each is let go only if it is there, as
+    expected, so another aiohttp costs memory, never a connection; tests/web/test_shed.py fails
+    when they are not found. True when everything was let go."""
+    handler = request.protocol
+    # aiohttp reads HTTP with its parser only while the connection is not upgraded and has no
+    # payload parser (the websocket reader); nothing appends to the queue after that either.
+    upgraded = (
+        getattr(handler, "_upgraded", None) is True
+        and getattr(handler, "_payload_parser", None) is not None
+    )
+    done = 0
+    if upgraded and getattr(handler, "_parser", None) is not None:
+        handler._parser = None
+        done += 1
+    messages = getattr(handler, "_messages", None)
+    if upgraded and type(messages) is deque and not messages:
+        handler._messages = _NO_MESSAGES
+        done += 1
+    # What aiohttp's cached properties remembered of the request and its connection (its
+    # address, host, path...): recomputed if asked again; the handshake is over.
+    for owner in (request, handler):
+        cache = getattr(owner, "_cache", None)
+        if type(cache) is dict:
+            cache.clear()
+            done += 1
+    writer = getattr(ws, "_writer", None)
+    if getattr(writer, "use_mask", None) is False and hasattr(writer, "get_random_bits"):
+        writer.get_random_bits = _RANDOM_BITS  # type: ignore[union-attr]
+        done += 1
+    return done == 5
+
+
+_RANDOM_BITS = functools.partial(random.getrandbits, 32)  # one for all (unused: no masking)
 
 
 def subscribe(
