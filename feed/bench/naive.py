@@ -51,18 +51,28 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
 
 async def follow(app: web.Application) -> None:
-    client = aioredis.Redis.from_url(app[REDIS_URL])
-    pubsub = client.pubsub()
-    await pubsub.subscribe(keys.BUS)
+    """Relay every bus message to its channel's sockets, one awaited send after another; a lost
+    subscription is said and taken again (else a baseline that fell behind would go silent and
+    measure nothing)."""
     subscribers = app[SUBSCRIBERS]
-    async for message in pubsub.listen():
-        if message["type"] != "message":
-            continue
-        text = message["data"].decode()
-        channel = orjson.loads(text)["channel"]
-        for ws in list(subscribers.get(channel, ())):
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await ws.send_str(text)
+    while True:
+        client = aioredis.Redis.from_url(app[REDIS_URL])
+        try:
+            pubsub = client.pubsub()
+            await pubsub.subscribe(keys.BUS)
+            async for message in pubsub.listen():
+                if message["type"] != "message":
+                    continue
+                text = message["data"].decode()
+                channel = orjson.loads(text)["channel"]
+                for ws in list(subscribers.get(channel, ())):
+                    with contextlib.suppress(ConnectionError, RuntimeError):
+                        await ws.send_str(text)
+        except (aioredis.RedisError, OSError) as exc:
+            print(f"naive: lost the Redis subscription ({exc!r}); subscribing again", flush=True)
+            await asyncio.sleep(0.1)
+        finally:
+            await client.aclose()
 
 
 async def _follower(app: web.Application) -> AsyncIterator[None]:
