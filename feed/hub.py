@@ -13,6 +13,7 @@ then incoming events are buffered until a sync read from Redis says where the ch
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
@@ -24,7 +25,11 @@ from feed import protocol, reducer
 from feed.models import State
 from feed.protocol import Event, Position
 
-RECENT_EVENTS = 128  # events kept per channel to resume short gaps without asking Redis
+# Events kept per channel to resume gaps without asking Redis, at most so many bytes of them: a
+# wifi blip of ten seconds at 20 events a second is 200 events, and each phone past what memory
+# holds costs a history read from Redis (at 20,000 phones, the tail of the blip's resumes).
+RECENT_EVENTS = 1024
+RECENT_BYTES = 512 * 1024
 MAX_BUFFERED = 10_000  # events held while a channel syncs; past that a snapshot is cheaper
 MAX_IDLE_CHANNELS = 1024  # channels kept with no subscribers, for quick returns
 # A snapshot's bytes serve every subscriber of the same (epoch, seq) for up to this long, never
@@ -86,7 +91,8 @@ class Channel:
     live: bool = False
     subscribers: dict[Sink, None] = field(default_factory=dict)  # an ordered set
     waiting: dict[Sink, _Waiting] = field(default_factory=dict)
-    recent: deque[tuple[int, bytes]] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
+    recent: deque[tuple[int, bytes]] = field(default_factory=deque)  # see `remember`
+    recent_bytes: int = 0
     buffered: list[Event] = field(default_factory=list)
     overflowed: bool = False  # events were dropped from `buffered`: a sync must read them again
     # How many of `buffered` had arrived when the sync read now in flight began: any of them
@@ -96,6 +102,15 @@ class Channel:
     # hold is served its initial state, and named by no metric label of its own.
     exists: bool = False
     snapshot: _Snapshot | None = None
+
+    def remember(self, seq: int, frame: bytes) -> None:
+        """Keep an event's frame for resumes: the last RECENT_EVENTS, at most RECENT_BYTES of
+        them (always the newest, however large)."""
+        recent = self.recent
+        recent.append((seq, frame))
+        self.recent_bytes += len(frame)
+        while len(recent) > 1 and (len(recent) > RECENT_EVENTS or self.recent_bytes > RECENT_BYTES):
+            self.recent_bytes -= len(recent.popleft()[1])
 
     @property
     def position(self) -> Position | None:
@@ -156,7 +171,7 @@ class Hub:
             return Attached.JOINED
         missed = ch.seq - since.seq
         if missed == 0 or (len(ch.recent) >= missed and ch.recent[-missed][0] == since.seq + 1):
-            for _, frame in list(ch.recent)[len(ch.recent) - missed :] if missed else ():
+            for _, frame in itertools.islice(ch.recent, len(ch.recent) - missed, None):
                 sink.send(frame)
             self._join(ch, sink, resumed=True)
             return Attached.JOINED
@@ -265,7 +280,7 @@ class Hub:
         ch.seq = ev.seq
         ch.exists = True
         frame = ev.frame()  # encoded once, the same bytes for every receiver
-        ch.recent.append((ev.seq, frame))
+        ch.remember(ev.seq, frame)
         for sink in ch.subscribers:
             sink.send(frame)
         self.counts.events += 1
@@ -354,6 +369,7 @@ class Hub:
         no longer applies, get a fresh snapshot."""
         ch.epoch, ch.seq, ch.state = epoch, seq, state
         ch.recent.clear()
+        ch.recent_bytes = 0
         ch.snapshot = None
         if ch.subscribers:
             frame = self._snapshot(ch)

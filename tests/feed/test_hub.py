@@ -9,7 +9,7 @@ import pytest
 
 from feed import hub as hub_module
 from feed import protocol, reducer
-from feed.hub import RECENT_EVENTS, Attached, Hub, NeedHistory
+from feed.hub import RECENT_BYTES, RECENT_EVENTS, Attached, Channel, Hub, NeedHistory
 from feed.models import State
 from feed.protocol import Event, Position
 
@@ -589,3 +589,18 @@ def test_past_the_reuse_window_the_same_view_keeps_its_bytes() -> None:
     now[0] += 5 * hub_module.SNAPSHOT_REUSE_MS / 1000
     hub.subscribe(two, CH, None)
     assert one.raw[0] is two.raw[0]
+
+
+def test_the_resume_ring_is_bounded_by_bytes_too() -> None:
+    ch = Channel(CH)
+    frame = b"x" * (RECENT_BYTES // 10 + 1)  # ten of these are past the byte bound
+    for seq in range(1, 31):
+        ch.remember(seq, frame)
+        assert ch.recent_bytes == sum(len(f) for _, f in ch.recent) <= RECENT_BYTES
+    assert [seq for seq, _ in ch.recent] == list(range(22, 31))  # the newest nine
+    huge = b"y" * (RECENT_BYTES + 1)
+    ch.remember(31, huge)
+    assert list(ch.recent) == [(31, huge)]  # the newest is kept, however large
+    for seq in range(32, 32 + RECENT_EVENTS + 5):
+        ch.remember(seq, b"z")
+    assert len(ch.recent) == RECENT_EVENTS and ch.recent[-1][0] == 31 + RECENT_EVENTS + 5
