@@ -37,7 +37,6 @@ MARK = "bench "  # the text of a benchmark announcement starts with this, then t
 TEXT_MARK = b'"text":"' + MARK.encode()
 EVENT = b'{"type":"event",'  # how the server's events start (feed.protocol.Event.frame)
 EVENTS_KEPT = 4096  # events remembered by their bytes, per process
-READS_KEPT = 4096  # reads remembered by their bytes, per process (`Generator._read`)
 
 
 # Linux: bind() picks no port until connect() knows the destination, so a local address serves
@@ -101,18 +100,6 @@ class Track:
         """The last seq before the first one missing: where a client resumes from."""
         missing = self.got.find(0)
         return self.base + (len(self.got) if missing < 0 else missing)
-
-
-@dataclass(slots=True)
-class Read:
-    """What one read held when it was whole events of consecutive seqs and nothing else: the
-    server sends every client of a flush the same bytes, so a process parses them once."""
-
-    first: int
-    last: int
-    sent: tuple[float, ...]  # the publish times the events carry (those that carry one)
-    marks: bytes  # b"\x01" per event: what the events set in a `Track.got`
-    received: array[float] = field(default_factory=lambda: array("d"))  # when, per client
 
 
 class WsClient:
@@ -182,8 +169,6 @@ class WsClient:
             self.open = True
             self.track.steps[2] = time.time()
             self.gen.opened(self)
-        if self.gen.whole(self, data):
-            return
         rest = self.gen.frames(self, data, 0)
         if rest < len(data) and self.sock.fileno() >= 0:
             self.buf = data[rest:]
@@ -247,9 +232,6 @@ class Generator:
         self.failed = 0  # connections refused or handshakes that failed
         self.lost = 0  # connections lost
         self._events: dict[bytes, tuple[int, float]] = {}
-        self._reads: dict[bytes, Read | None] = {}
-        self._last = b""  # the last read looked up, and what it was
-        self._last_read: Read | None = None
         self._epoll = select.epoll()
         self._by_fd: dict[int, WsClient] = {}
         self._opening: dict[WsClient, float] = {}  # clients not yet subscribed: their deadline
@@ -485,66 +467,6 @@ class Generator:
             self.received += 1
         return pos
 
-    def whole(self, client: WsClient, data: bytes) -> bool:
-        """Take `data` at once if it is a `Read` that follows what the client had in order, all
-        of it new; else the caller goes through it frame by frame (`frames`)."""
-        if data == self._last:  # what the client before got: the same flush of the server
-            read = self._last_read
-        else:
-            read = self._reads[data] if data in self._reads else self._read(data)
-            self._last, self._last_read = data, read
-        if read is None:
-            return False
-        track = client.track
-        i = read.first - track.base - 1
-        end = i + len(read.marks)
-        got = track.got
-        if read.first <= track.highest or i < 0 or end > len(got) or got.find(1, i, end) >= 0:
-            return False  # a duplicate, out of order or not of this scenario: event by event
-        got[i:end] = read.marks
-        track.received += len(read.marks)
-        track.highest = read.last
-        self.last_received = now = time.time()
-        if read.sent:
-            read.received.append(now)
-        self.received += len(read.marks)
-        return True
-
-    def _read(self, data: bytes) -> Read | None:
-        """`data` as a `Read`, if it is one; remembered either way, for the next clients."""
-        read = None
-        events: list[tuple[int, float]] = []
-        pos, size = 0, len(data)
-        while pos < size:
-            n, start = data[pos + 1] if pos + 1 < size else 0xFF, pos + 2
-            if data[pos] != 0x81 or n > 126 or (n == 126 and size - pos < 4):
-                break  # not a short text frame, or its header is partial: frame by frame
-            if n == 126:
-                n, start = (data[pos + 2] << 8) | data[pos + 3], pos + 4
-            pos = start + n
-            known = self._event(data[start:pos]) if pos <= size else None
-            if known is None:
-                break
-            events.append(known)
-        else:
-            seqs = [seq for seq, _ in events]
-            if seqs and seqs == list(range(seqs[0], seqs[0] + len(seqs))):
-                sent = tuple(at for _, at in events if at)
-                read = Read(seqs[0], seqs[-1], sent, b"\x01" * len(seqs))
-        if len(self._reads) >= READS_KEPT:
-            self._latencies()
-            self._reads.clear()
-        self._reads[data] = read
-        return read
-
-    def _latencies(self) -> None:
-        """Move the delays of the events taken as `Read`s into `latencies`."""
-        for read in self._reads.values():
-            if read is not None and read.received:
-                for sent in read.sent:
-                    self.latencies.extend([(at - sent) * 1000 for at in read.received])
-                read.received = array("d")
-
     def _event(self, payload: bytes) -> tuple[int, float] | None:
         """An event's seq and publish time (0.0 if its text has none), remembered by its bytes."""
         if not payload.startswith(EVENT):
@@ -581,8 +503,6 @@ class Generator:
         for track in self.tracks:
             track.expect(base, count)
         self.latencies = array("d")
-        self._reads.clear()
-        self._last, self._last_read = b"", None
         self.expected = count * len(self.tracks)
         self.received = 0
         self.last_received = 0.0
@@ -590,7 +510,6 @@ class Generator:
     def wait(self, within: float) -> dict[str, Any]:
         """Wait until every client has every message, or `timeout`; then count what arrived."""
         self.run_until(lambda: self.received >= self.expected, time.time() + within)
-        self._latencies()
         closes: dict[str, int] = {}
         for track in self.tracks:
             for code, count in track.closes.items():

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from feed.errors import CloseCode
 from web.client import WebSocketClient
-from web.outbox import MAX_GATHER, SLICE, Outbox, text_frame
+from web.outbox import MAX_GATHER, Outbox, text_frame
 
 
 @pytest.mark.parametrize(
@@ -166,28 +166,3 @@ async def test_after_a_quick_flush_the_next_one_comes_at_the_end_of_the_turn() -
         c.send(b"%d" % n)
         await turn()
         assert len(fast.writes) == n + 1
-
-
-async def test_a_message_that_comes_during_a_flush_reaches_the_clients_not_written_yet() -> None:
-    outbox = Outbox()
-    transports = [Transport() for _ in range(3 * SLICE)]
-    clients = [client(outbox, t) for t in transports]
-    for c in clients:
-        c.send(b"1")
-    await asyncio.sleep(0)  # the flush begins: the first slice is written
-    assert transports[0].writes == [text_frame(b"1")] and transports[-1].writes == []
-    for c in clients:
-        c.send(b"2")  # while the flush is under way
-    deadline = time.monotonic() + 5
-    while not transports[-1].writes:
-        assert time.monotonic() < deadline, "the flush never reached the last client"
-        await asyncio.sleep(0)
-    # The clients the flush had not reached got both in one write; the first slice gets the
-    # second message in the next flush.
-    assert transports[-1].writes == [text_frame(b"1") + text_frame(b"2")]
-    assert transports[0].writes == [text_frame(b"1")]
-    while len(transports[0].writes) < 2:
-        assert time.monotonic() < deadline, "the next flush never came"
-        await asyncio.sleep(0.001)
-    assert transports[0].writes[1] == text_frame(b"2")
-    assert all(len(t.writes) == 1 for t in transports[SLICE:])
